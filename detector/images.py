@@ -1,0 +1,163 @@
+"""Turn whatever a user hands us into one RGB PIL image, or a readable error.
+
+One decode policy for inference *and* training, so the two cannot drift:
+EXIF orientation applied; first frame of animations; 16-bit scaled (not
+clipped to white); palette/grey/CMYK converted; alpha composited on white.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Optional HEIC/AVIF support. pillow-heif's binary wheels bundle GPL-licensed
+# libheif/x265, so it is not a dependency: install it yourself to enable HEIC.
+try:  # pragma: no cover - depends on an optional package
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIC_SUPPORTED = True
+except ImportError:
+    HEIC_SUPPORTED = False
+
+DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any phone camera, far below a decompression bomb
+ALPHA_BACKGROUND = (255, 255, 255)
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray, io.IOBase]
+
+
+class ImageError(ValueError):
+    """Base class: the message is safe to show to an end user."""
+
+
+class EmptyImageError(ImageError):
+    pass
+
+
+class NotAnImageError(ImageError):
+    pass
+
+
+class TruncatedImageError(ImageError):
+    pass
+
+
+class ImageTooLargeError(ImageError):
+    pass
+
+
+class UnsupportedImageError(ImageError):
+    pass
+
+
+def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` (path, bytes, file object, PIL image or array) to RGB."""
+    if isinstance(source, Image.Image):
+        _check_size(source.size, max_pixels)
+        return to_rgb(source)
+    if isinstance(source, np.ndarray):
+        return to_rgb(array_to_image(source, max_pixels))
+    return to_rgb(_open(source, max_pixels))
+
+
+def _open(source: ImageSource, max_pixels: int) -> Image.Image:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = "the uploaded data"
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        name = path.name
+        if not path.is_file():
+            raise NotAnImageError(f"{name}: no such file")
+        data = path.read_bytes()
+    elif hasattr(source, "read"):
+        data = source.read()
+        name = getattr(source, "name", "the uploaded file")
+    else:
+        raise UnsupportedImageError(f"cannot read an image from a {type(source).__name__}")
+    if not data:
+        raise EmptyImageError(f"{name} is empty (0 bytes)")
+
+    with warnings.catch_warnings():
+        # Pillow warns between 1x and 2x its own bomb limit; we apply ours below.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLargeError(f"{name} is too large to decode safely ({exc})") from None
+        except UnidentifiedImageError:
+            heic = "" if HEIC_SUPPORTED else " (HEIC needs the optional pillow-heif package)"
+            raise NotAnImageError(
+                f"{name} is not an image format we can read: use JPEG, PNG, WebP, GIF, BMP or TIFF{heic}"
+            ) from None
+        _check_size(image.size, max_pixels)
+        try:
+            image.seek(0)  # animated GIF/WebP/APNG: the first frame
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise TruncatedImageError(f"{name} is truncated or corrupted and cannot be decoded ({exc})") from None
+    return image
+
+
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise EmptyImageError(f"the image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} = {width * height / 1e6:.1f} MP; the limit is {max_pixels / 1e6:.0f} MP"
+        )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Apply the one colour policy: EXIF orientation, depth, mode, alpha."""
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not reject a decodable image
+        pass
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit grey: scale 0..65535 to 0..255. Pillow's convert() would clip to white.
+        array = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if array.size and np.nanmax(array) <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(np.nan_to_num(array) * scale + 0.5, 0, 255).astype(np.uint8), mode="L")
+    elif mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, ALPHA_BACKGROUND)
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def array_to_image(array: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """HxW, HxWx1, HxWx3 or HxWx4 arrays: uint8, uint16 (scaled), bool, or float in [0, 1]."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise UnsupportedImageError(f"expected an HxW, HxWx3 or HxWx4 array, got shape {array.shape}")
+    _check_size((array.shape[1], array.shape[0]), max_pixels)
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype == np.uint16:
+        array = (array.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    elif array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        array = (np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        raise UnsupportedImageError(f"unsupported array dtype {array.dtype}")
+    mode = {2: "L", 3: "RGB", 4: "RGBA"}[array.shape[2] if array.ndim == 3 else 2]
+    return Image.fromarray(np.ascontiguousarray(array), mode=mode)
