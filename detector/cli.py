@@ -1,0 +1,112 @@
+"""``python -m detector predict PATH...``: batch verdicts as JSONL or CSV.
+
+A file that fails becomes an ``{"path", "error"}`` row and the run goes on;
+the exit status is 1 if any file failed, 2 if the model could not be loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from .hub import MODEL_ENV_VAR, ModelLoadError, default_model_ref
+from .images import ImageError, load_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+CSV_FIELDS = ["path", "p_fake", "label", "p_real", "threshold", "heatmap", "error"]
+
+
+def iter_inputs(paths: list[str]) -> Iterator[Path]:
+    """Files as given; folders walked recursively for image suffixes, in sorted order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m detector", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict", help="predict real vs AI-generated for files and folders")
+    predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    predict.add_argument("--model", default=None, help=f"local folder or org/name[@revision] (default: ${MODEL_ENV_VAR} or weights/)")
+    predict.add_argument("--threshold", type=float, default=None, help="override the checkpoint's decision threshold")
+    predict.add_argument("--no-cam", action="store_true", help="skip Grad-CAM (faster)")
+    predict.add_argument("--cam-dir", default=None, help="write heatmap overlays here as PNG")
+    predict.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    predict.add_argument("--batch-size", type=int, default=16)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .inference import Detector  # after argparse so --help is instant
+
+    try:
+        detector = Detector.from_pretrained(args.model or default_model_ref(), threshold=args.threshold)
+    except (ModelLoadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    cam = not args.no_cam
+    cam_dir = Path(args.cam_dir) if args.cam_dir and cam else None
+    if cam_dir:
+        cam_dir.mkdir(parents=True, exist_ok=True)
+    writer = _Writer(args.format, sys.stdout)
+    failures = 0
+    files = list(iter_inputs(args.paths))
+    pending: list[tuple[Path, object]] = []  # (path, decoded image or error message)
+
+    def flush() -> None:
+        """Predict the decoded images in one batch; write every row in input order."""
+        images = [item for _, item in pending if not isinstance(item, str)]
+        predictions = iter(detector.predict_batch(images, cam=cam, batch_size=args.batch_size))
+        for path, item in pending:
+            if isinstance(item, str):
+                writer.write({"path": str(path), "error": item})
+                continue
+            row = {"path": str(path), **(prediction := next(predictions)).to_dict()}
+            if cam_dir:
+                target = cam_dir / f"{len(writer.seen):05d}_{path.stem}.png"
+                prediction.overlay().save(target)
+                row["heatmap"] = str(target)
+            writer.write(row)
+        pending.clear()
+
+    for path in tqdm(files, desc="predict", unit="img", file=sys.stderr, disable=None):
+        try:
+            pending.append((path, load_image(path)))
+        except (ImageError, OSError) as exc:
+            failures += 1
+            pending.append((path, str(exc)))
+        if len(pending) >= args.batch_size:
+            flush()
+    flush()
+    if not files:
+        print("error: no image files found", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+class _Writer:
+    def __init__(self, fmt: str, stream):
+        self.fmt, self.stream, self.seen = fmt, stream, []
+        if fmt == "csv":
+            self.csv = csv.DictWriter(stream, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            self.csv.writeheader()
+
+    def write(self, row: dict) -> None:
+        self.seen.append(row["path"])
+        if self.fmt == "jsonl":
+            self.stream.write(json.dumps(row) + "\n")
+        else:
+            probabilities = row.get("probabilities", {})
+            self.csv.writerow({**row, "p_real": probabilities.get("real", "")})
+        self.stream.flush()
