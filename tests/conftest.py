@@ -1,0 +1,2 @@
+# Fixtures shared across test modules live in their own files, registered here.
+pytest_plugins = ["hub_fixtures"]
