@@ -15,7 +15,7 @@ from pathlib import Path
 
 import safetensors.torch
 from huggingface_hub import constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import RemoteEntryNotFoundError
 
 from .config import ConVitXConfig
 from .model import ConVitX
@@ -49,6 +49,8 @@ def resolve_checkpoint(
     token: str | bool | None = None,
 ) -> Path:
     """Return a local folder holding the checkpoint, downloading from the Hub if needed."""
+    if not str(ref).strip():
+        raise ModelLoadError("empty model reference: give a checkpoint folder or org/name[@revision]")
     path = Path(ref).expanduser()
     if path.is_dir():
         missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (path / n).is_file()]
@@ -66,12 +68,17 @@ def resolve_checkpoint(
     where = f"Hub repo {repo_id} at revision {revision or 'main'} ({constants.ENDPOINT}"
     where += ", offline cache only)" if constants.HF_HUB_OFFLINE else ")"
     kwargs = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, token=token)
+    filename = CONFIG_NAME
     try:
-        config_file = hf_hub_download(filename=CONFIG_NAME, **kwargs)
-        hf_hub_download(filename=WEIGHTS_NAME, **kwargs)
-    except EntryNotFoundError as exc:
+        config_file = hf_hub_download(filename=filename, **kwargs)
+        # Pin the rest to the commit config.json came from: a push landing between
+        # the two downloads must not pair one commit's config with another's weights.
+        kwargs["revision"] = Path(config_file).parent.name
+        filename = WEIGHTS_NAME
+        hf_hub_download(filename=filename, **kwargs)
+    except RemoteEntryNotFoundError as exc:
         raise ModelLoadError(
-            f"model {str(ref)!r}: {where} has no {CONFIG_NAME} or {WEIGHTS_NAME} "
+            f"model {str(ref)!r}: {where} has no {filename} "
             f"(ConVitX loads safetensors only, never pickled .bin files): {_first_line(exc)}"
         ) from None
     except Exception as exc:  # network, auth, missing repo/revision, offline cache miss

@@ -88,8 +88,11 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(f"{name} is too large to decode safely ({exc})") from None
+        except Image.DecompressionBombError:
+            # Pillow refuses before we can read the size: above ~179 MP, far over our limit.
+            raise ImageTooLargeError(
+                f"{name} is too large: over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP"
+            ) from None
         except UnidentifiedImageError:
             heic = "" if HEIC_SUPPORTED else " (HEIC needs the optional pillow-heif package)"
             raise NotAnImageError(
