@@ -1,0 +1,1 @@
+"""Training, evaluation and publishing for ConVitX checkpoints (never imported by detector/)."""

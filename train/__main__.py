@@ -1,0 +1,78 @@
+"""``python -m train {fit,evaluate,calibrate,push,search}``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import config as train_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m train")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit_parser = sub.add_parser("fit", help="train a checkpoint")
+    train_config.add_arguments(fit_parser)
+
+    search_parser = sub.add_parser("search", help="Optuna search over lr, batch size and dropout")
+    train_config.add_arguments(search_parser)
+    search_parser.add_argument("--trials", type=int, default=10)
+
+    evaluate_parser = sub.add_parser("evaluate", help="metrics, robustness table and plots on a test split")
+    evaluate_parser.add_argument("--model", required=True, help="folder or org/name[@revision]")
+    evaluate_parser.add_argument("--data", required=True)
+    evaluate_parser.add_argument("--split", default="test")
+    evaluate_parser.add_argument("--sources", nargs="+", default=None)
+    evaluate_parser.add_argument("--out", default=None, help="folder for metrics.json, metrics.md and plots")
+    evaluate_parser.add_argument("--no-robustness", action="store_true")
+    evaluate_parser.add_argument("--update-card", action="store_true", help="write the results into the model card")
+    evaluate_parser.add_argument("--num-workers", type=int, default=1)
+
+    calibrate_parser = sub.add_parser("calibrate", help="refit temperature/threshold/band on validation data")
+    train_config.add_arguments(calibrate_parser)
+    calibrate_parser.add_argument("--model-dir", required=True)
+
+    push_parser = sub.add_parser("push", help="upload a checkpoint folder to the Hub")
+    push_parser.add_argument("--model", required=True)
+    push_parser.add_argument("--repo", required=True)
+    push_parser.add_argument("--revision", default=None)
+    push_parser.add_argument("--private", action="store_true")
+
+    args = parser.parse_args(argv)
+    if args.command == "fit":
+        from .fit import fit
+
+        fit(train_config.resolve(args), argv=argv[1:])
+    elif args.command == "search":
+        from .search import search
+
+        search(train_config.resolve(args), args.trials)
+    elif args.command == "evaluate":
+        from .evaluate import evaluate
+
+        evaluate(args.model, args.data, split=args.split, sources=args.sources, out=args.out,
+                 robustness=not args.no_robustness, update_card=args.update_card, num_workers=args.num_workers)
+    elif args.command == "calibrate":
+        from pathlib import Path
+
+        from .data import load_records, split_validation
+        from .fit import calibrate_checkpoint
+
+        cfg = train_config.resolve(args)
+        records = load_records(cfg.data, split="train", sources=cfg.sources)
+        train, val = split_validation(records, cfg.val_fraction, cfg.seed)
+        print(calibrate_checkpoint(Path(args.model_dir), val, cfg, train_records=train)["overall"])
+    elif args.command == "push":
+        from .publish import PushError, push
+
+        try:
+            push(args.model, args.repo, revision=args.revision, private=args.private)
+        except PushError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

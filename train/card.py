@@ -1,0 +1,83 @@
+"""The model card (README.md) written next to every checkpoint."""
+from __future__ import annotations
+
+from detector.config import ConVitXConfig
+
+
+def _table(metrics: dict, columns=("n", "accuracy", "precision", "recall", "f1", "auc", "fpr")) -> str:
+    lines = ["| set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in metrics.items():
+        cells = [f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: dict | None = None) -> str:
+    meta = config.meta
+    calib = meta.get("calibration", {})
+    lo, hi = config.uncertain_band
+    parts = [
+        "---",
+        "library_name: convitx",
+        "pipeline_tag: image-classification",
+        "tags: [ai-image-detection, convnext, swin, timm, grad-cam]",
+        "license: apache-2.0",
+        "---",
+        f"# ConVitX `{config.name}`",
+        "",
+        "A ConvNeXt + Swin Transformer fusion classifier that tells AI-generated images from real photographs,"
+        " with a Grad-CAM heatmap of where it looked. Architecture, preprocessing and the calibrated decision rule"
+        " are in `config.json`; weights in `model.safetensors`.",
+        "",
+        "## How to load",
+        "```python",
+        "from detector import Detector",
+        'detector = Detector.from_pretrained("path/to/this/folder")  # or "org/name@<revision>"',
+        'prediction = detector.predict("photo.jpg")',
+        "print(prediction.label, prediction.p_fake)",
+        "```",
+        "",
+        "## Model",
+        f"- ConvNeXt branch: `{config.convnext}` {config.convnext_kwargs or ''}",
+        f"- Swin branch: `{config.swin}` {config.swin_kwargs or ''}",
+        f"- Input: whole image resized to {config.image_size}x{config.image_size}, ImageNet normalisation",
+        f"- Decision: temperature {config.temperature:.3f}; `ai_generated` when p >= {config.threshold:.3f};"
+        f" `uncertain` when {lo:.3f} < p < {hi:.3f}",
+        "",
+        "## Training data",
+        f"- Data: `{meta.get('train_data', 'n/a')}`; sources: {', '.join(meta.get('train_sources', [])) or 'n/a'}",
+        f"- {meta.get('train_images', 'n/a')} training images, {meta.get('validation_images', 'n/a')} validation"
+        " images (content-hashed hold-out from the train split; used for model selection and calibration only)",
+        f"- Threshold chosen on validation so that at most {calib.get('max_fpr', 0.05):.0%} of real images"
+        " (averaged over sources) are flagged.",
+    ]
+    if meta.get("validation_metrics"):
+        parts += ["", "## Validation (calibrated threshold)", "", _table(meta["validation_metrics"])]
+    if evaluation:
+        parts += ["", "## Test results", "", f"Data: `{evaluation.get('data')}`, split `{evaluation.get('split')}`.", ""]
+        parts += [_table(evaluation["per_source"])]
+        if evaluation.get("robustness"):
+            parts += ["", "### Robustness (AUC per degradation)", ""]
+            rob = evaluation["robustness"]
+            names = list(next(iter(rob.values())).keys())
+            parts.append("| set | " + " | ".join(names) + " |")
+            parts.append("|---" * (len(names) + 1) + "|")
+            for source, row in rob.items():
+                parts.append(f"| {source} | " + " | ".join(f"{row[n]:.4f}" if row[n] is not None else "" for n in names) + " |")
+        if evaluation.get("leave_one_source_out"):
+            parts += ["", "### Leave-one-source-out", "", evaluation["leave_one_source_out"]]
+    if commands:
+        parts += ["", "## Reproduce", "", "```bash", *commands.values(), "```"]
+    parts += [
+        "",
+        "## Intended use",
+        "A second opinion for people checking whether an image is AI-generated. The probability is calibrated on"
+        " held-out data; `uncertain` means the model should not be trusted either way.",
+        "",
+        "## Limitations",
+        "- Trained on a few sources; generators, editing tools and compression it has not seen can fool it.",
+        "- A verdict is not proof: never use it alone to accuse anyone.",
+        "- Heavily re-compressed, resized or screenshotted images lose the traces it relies on.",
+        "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,222 @@
+"""``python -m train fit``: train a ConVitX on one CPU, one GPU or many (torchrun/Accelerate).
+
+Launch on several processes with an existing engine, e.g.
+``torchrun --nproc_per_node 4 -m train fit ...`` or ``accelerate launch -m train fit ...``;
+Accelerate picks up the process group from the environment.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from detector.hub import load_checkpoint, save_checkpoint
+from detector.model import ConVitX
+from detector.registry import get_config
+
+from .augment import build_train_transform
+from .calibrate import choose_band, choose_threshold, fit_temperature
+from .card import build_card
+from .checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
+from .config import TrainConfig
+from .data import ImageDataset, Record, load_records, sample_weights, split_validation
+from .metrics import per_source_metrics, predict_logits
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Weighted draws with replacement, identical on every rank, then sharded by rank.
+
+    Re-seeded per epoch so a resumed run draws what the uninterrupted one would.
+    """
+
+    def __init__(self, weights: torch.Tensor, num_samples: int, seed: int, rank: int, world: int):
+        self.weights, self.num_samples, self.seed, self.rank, self.world = weights, num_samples, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        indices = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+        return iter(indices[self.rank :: self.world].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_samples, self.world))
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def lr_at(step: int, total: int, warmup: int, base: float, min_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to ``min_ratio * base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision))
+    set_seed(cfg.seed)
+    out = Path(cfg.out)
+    log = accelerator.print
+
+    records = load_records(cfg.data, split="train", sources=cfg.sources)
+    if cfg.exclude_sources:
+        records = [r for r in records if r.source not in set(cfg.exclude_sources)]
+    train_records, val_records = split_validation(records, cfg.val_fraction, cfg.seed)
+    log(f"data: {len(train_records)} train / {len(val_records)} validation images from {cfg.data}")
+
+    overrides = {"dropout": cfg.dropout} if cfg.dropout is not None else {}
+    model_config = get_config(cfg.model, **overrides)
+    model = ConVitX(model_config)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+
+    start_epoch, best_auc = 0, -1.0
+    resume_from = latest_checkpoint(out)
+    if resume_from is not None:
+        state = load_training_checkpoint(resume_from, model, optimizer)
+        start_epoch, best_auc = state["epoch"], state["best_auc"]
+        log(f"resuming from {resume_from} (epoch {start_epoch} done, best val AUC {best_auc:.4f})")
+
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "train_config.json")
+        (out / "command.txt").write_text(" ".join(["python", "-m", "train", "fit", *(argv or [])]) + "\n")
+
+    share = None
+    if cfg.cifake_share and any(r.source == "cifake" for r in train_records):
+        others = {r.source for r in train_records} - {"cifake"}
+        share = {"cifake": cfg.cifake_share, **{s: (1 - cfg.cifake_share) / max(1, len(others)) for s in others}}
+    sampler = EpochSampler(
+        sample_weights(train_records, share), cfg.samples_per_epoch, cfg.seed,
+        accelerator.process_index, accelerator.num_processes,
+    )
+    dataset = ImageDataset(train_records, build_train_transform(model_config, cfg.augment_strength), cfg.cache_max_side)
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0, drop_last=True, pin_memory=torch.cuda.is_available(),
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        started, seen, running = time.time(), 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
+                   file=sys.stderr, mininterval=5)
+        for step, (images, labels) in enumerate(bar):
+            global_step = epoch * steps_per_epoch + step
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(global_step, total_steps, warmup_steps, cfg.lr, cfg.min_lr_ratio)
+            images, labels = images.to(accelerator.device), labels.to(accelerator.device)
+            loss = criterion(model(images), labels)
+            accelerator.backward(loss)
+            if cfg.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.item()
+            seen += len(labels)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{running / (step + 1):.4f}")
+
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            unwrapped: ConVitX = accelerator.unwrap_model(model)
+            val = _validate(unwrapped, val_records, accelerator.device, cfg.num_workers)
+            entry = {
+                "epoch": epoch + 1,
+                "train_loss": running / max(1, steps_per_epoch),
+                "train_images_per_s": seen * accelerator.num_processes / (time.time() - started),
+                "lr": optimizer.param_groups[0]["lr"],
+                "val_auc": val["overall"]["auc"],
+                "val_macro_auc": val["overall"]["macro_auc"],
+                "val_accuracy": val["overall"]["accuracy"],
+                "val_per_source_auc": {k: v["auc"] for k, v in val.items() if k != "overall"},
+            }
+            score = val["overall"]["macro_auc"] or val["overall"]["auc"] or 0.0
+            if score > best_auc:
+                best_auc = score
+                save_checkpoint(unwrapped, out / "best")
+                entry["best"] = True
+            with open(out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+            log(json.dumps({k: v for k, v in entry.items() if k != "val_per_source_auc"}))
+            save_training_checkpoint(out, unwrapped, optimizer, {"epoch": epoch + 1, "best_auc": best_auc})
+        accelerator.wait_for_everyone()
+
+    best = out / "best"
+    if accelerator.is_main_process:
+        calibrate_checkpoint(best, val_records, cfg, accelerator.device, train_records=train_records)
+        log(f"best checkpoint (val macro AUC {best_auc:.4f}, calibrated): {best}")
+        if cfg.push_to_hub:
+            from .publish import push
+
+            push(best, cfg.push_to_hub, revision=cfg.hub_revision, private=cfg.hub_private)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return best
+
+
+def _validate(model: ConVitX, records: list[Record], device, num_workers: int) -> dict:
+    logits = predict_logits(model, records, device=device, num_workers=num_workers)
+    p_fake = torch.softmax(logits, dim=1)[:, 1].numpy()
+    model.train()
+    return per_source_metrics(records, p_fake, 0.5)
+
+
+def calibrate_checkpoint(folder: Path, val_records: list[Record], cfg: TrainConfig, device="cpu",
+                         train_records: list[Record] | None = None) -> dict:
+    """Fit temperature, threshold and uncertain band on validation data; rewrite config + card."""
+    model, config, _ = load_checkpoint(folder)
+    logits = predict_logits(model.to(device), val_records, device=device, num_workers=cfg.num_workers)
+    labels = np.array([r.label for r in val_records])
+    sources = np.array([r.source for r in val_records])
+    temperature = fit_temperature(logits, torch.as_tensor(labels))
+    p_fake = torch.softmax(logits / temperature, dim=1)[:, 1].numpy()
+    threshold = choose_threshold(p_fake, labels, sources, cfg.max_fpr)
+    band = choose_band(p_fake, labels, threshold)
+    metrics = per_source_metrics(val_records, p_fake, threshold)
+    config.temperature, config.threshold, config.uncertain_band = temperature, threshold, band
+    config.meta.update(
+        {
+            "train_data": cfg.data,
+            "train_sources": sorted({r.source for r in (train_records or [])}),
+            "train_images": len(train_records or []),
+            "validation_images": len(val_records),
+            "calibration": {"temperature": temperature, "threshold": threshold, "uncertain_band": list(band),
+                            "max_fpr": cfg.max_fpr, "fitted_on": "validation split held out from train"},
+            "validation_metrics": metrics,
+        }
+    )
+    model.config = config
+    save_checkpoint(model, folder, card=build_card(config))
+    return metrics
