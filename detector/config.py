@@ -21,6 +21,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 @dataclass
 class ConVitXConfig:
     name: str = "convitx_tiny"
@@ -46,6 +50,9 @@ class ConVitXConfig:
         self.std = tuple(self.std)
         self.labels = tuple(self.labels)
         self.uncertain_band = tuple(self.uncertain_band)
+        # JSON turns tuples into lists; timm accepts both, but a config must equal itself after a round trip.
+        self.convnext_kwargs = {k: _tuples(v) for k, v in self.convnext_kwargs.items()}
+        self.swin_kwargs = {k: _tuples(v) for k, v in self.swin_kwargs.items()}
         lo, hi = self.uncertain_band
         if not (0.0 <= lo <= self.threshold <= hi <= 1.0):
             raise ValueError(

@@ -59,6 +59,10 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     """Decode ``source`` (path, bytes, file object, PIL image or array) to RGB."""
     if isinstance(source, Image.Image):
         _check_size(source.size, max_pixels)
+        try:
+            source.load()  # a lazily opened file may still be truncated
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise TruncatedImageError(f"the image is truncated or corrupted and cannot be decoded ({exc})") from None
         return to_rgb(source)
     if isinstance(source, np.ndarray):
         return to_rgb(array_to_image(source, max_pixels))
@@ -77,9 +81,11 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
         data = path.read_bytes()
     elif hasattr(source, "read"):
         data = source.read()
-        name = getattr(source, "name", "the uploaded file")
+        name = Path(str(getattr(source, "name", "the uploaded file"))).name
     else:
         raise UnsupportedImageError(f"cannot read an image from a {type(source).__name__}")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UnsupportedImageError(f"{name} was opened in text mode: open image files in binary mode")
     if not data:
         raise EmptyImageError(f"{name} is empty (0 bytes)")
 
@@ -98,7 +104,7 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
             raise NotAnImageError(
                 f"{name} is not an image format we can read: use JPEG, PNG, WebP, GIF, BMP or TIFF{heic}"
             ) from None
-        _check_size(image.size, max_pixels)
+        _check_size(image.size, max_pixels, name)
         try:
             image.seek(0)  # animated GIF/WebP/APNG: the first frame
             image.load()
@@ -107,13 +113,13 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
     return image
 
 
-def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+def _check_size(size: tuple[int, int], max_pixels: int, name: str = "the image") -> None:
     width, height = size
     if width < 1 or height < 1:
-        raise EmptyImageError(f"the image has no pixels ({width}x{height})")
+        raise EmptyImageError(f"{name} has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"the image is {width}x{height} = {width * height / 1e6:.1f} MP; the limit is {max_pixels / 1e6:.0f} MP"
+            f"{name} is {width}x{height} = {width * height / 1e6:.1f} MP; the limit is {max_pixels / 1e6:.0f} MP"
         )
 
 
