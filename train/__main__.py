@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluate import evaluate
 
         evaluate(args.model, args.data, split=args.split, sources=args.sources, out=args.out,
-                 robustness=not args.no_robustness, update_card=args.update_card, num_workers=args.num_workers)
+                 robustness=not args.no_robustness, update_card=args.update_card, num_workers=args.num_workers,
+                 command=" ".join(["python -m train", *argv]))
     elif args.command == "calibrate":
         from pathlib import Path
 

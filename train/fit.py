@@ -83,6 +83,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     set_seed(cfg.seed)
     out = Path(cfg.out)
     log = accelerator.print
+    fit_command = " ".join(["python -m train fit", *(argv or [])])
 
     records = load_records(cfg.data, split="train", sources=cfg.sources)
     if cfg.exclude_sources:
@@ -105,7 +106,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "train_config.json")
-        (out / "command.txt").write_text(" ".join(["python", "-m", "train", "fit", *(argv or [])]) + "\n")
+        (out / "command.txt").write_text(fit_command + "\n")
 
     share = None
     if cfg.cifake_share and any(r.source == "cifake" for r in train_records):
@@ -175,7 +176,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
 
     best = out / "best"
     if accelerator.is_main_process:
-        calibrate_checkpoint(best, val_records, cfg, accelerator.device, train_records=train_records)
+        calibrate_checkpoint(best, val_records, cfg, accelerator.device, train_records=train_records, command=fit_command)
         log(f"best checkpoint (val macro AUC {best_auc:.4f}, calibrated): {best}")
         if cfg.push_to_hub:
             from .publish import push
@@ -194,7 +195,7 @@ def _validate(model: ConVitX, records: list[Record], device, num_workers: int) -
 
 
 def calibrate_checkpoint(folder: Path, val_records: list[Record], cfg: TrainConfig, device="cpu",
-                         train_records: list[Record] | None = None) -> dict:
+                         train_records: list[Record] | None = None, command: str | None = None) -> dict:
     """Fit temperature, threshold and uncertain band on validation data; rewrite config + card."""
     model, config, _ = load_checkpoint(folder)
     logits = predict_logits(model.to(device), val_records, device=device, num_workers=cfg.num_workers)
@@ -217,6 +218,8 @@ def calibrate_checkpoint(folder: Path, val_records: list[Record], cfg: TrainConf
             "validation_metrics": metrics,
         }
     )
+    if command:
+        config.meta["fit_command"] = command
     model.config = config
     save_checkpoint(model, folder, card=build_card(config))
     return metrics

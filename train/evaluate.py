@@ -1,0 +1,129 @@
+"""``python -m train evaluate``: metrics per source, robustness, calibration and ROC plots."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
+
+from detector.hub import CARD_NAME, load_checkpoint  # noqa: E402
+
+from .augment import DEGRADATIONS  # noqa: E402
+from .card import build_card  # noqa: E402
+from .data import Record, load_records  # noqa: E402
+from .metrics import per_source_metrics, predict_logits  # noqa: E402
+
+
+def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] | None = None,
+             out: str | None = None, robustness: bool = True, update_card: bool = False,
+             num_workers: int = 1, command: str | None = None) -> dict:
+    model, config, folder = load_checkpoint(model_ref)
+    records = load_records(data, split=split, sources=sources)
+    labels = np.array([r.label for r in records])
+
+    def p_fake(degrade=None) -> np.ndarray:
+        logits = predict_logits(model, records, degrade=degrade, num_workers=num_workers)
+        return torch.softmax(logits / config.temperature, dim=1)[:, 1].numpy()
+
+    clean = p_fake()
+    lo, hi = config.uncertain_band
+    result = {
+        "model": str(model_ref),
+        "data": data,
+        "split": split,
+        "threshold": config.threshold,
+        "temperature": config.temperature,
+        "uncertain_band": [lo, hi],
+        "per_source": per_source_metrics(records, clean, config.threshold),
+    }
+    for name, metrics in result["per_source"].items():
+        mask = np.ones(len(records), bool) if name == "overall" else np.array([r.source == name for r in records])
+        metrics["uncertain_rate"] = float(((clean[mask] > lo) & (clean[mask] < hi)).mean())
+
+    if robustness:
+        table: dict[str, dict[str, float | None]] = {}
+        for degradation, fn in DEGRADATIONS.items():
+            scores = clean if degradation == "clean" else p_fake(fn)
+            for name, auc in _aucs(records, scores).items():
+                table.setdefault(name, {})[degradation] = auc
+            print(f"robustness {degradation}: overall AUC {table['overall'][degradation]:.4f}", file=sys.stderr)
+        result["robustness"] = table
+
+    if out:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out_dir / "metrics.md").write_text(to_markdown(result))
+        _plots(records, clean, labels, out_dir)
+    if update_card:
+        if not (Path(str(model_ref)).is_dir()):
+            raise SystemExit("--update-card needs a local checkpoint folder")
+        commands = {k: v for k, v in {"fit": config.meta.get("fit_command"), "evaluate": command}.items() if v}
+        (folder / CARD_NAME).write_text(build_card(config, evaluation=result, commands=commands))
+    print(to_markdown(result))
+    return result
+
+
+def _aucs(records: list[Record], scores: np.ndarray) -> dict[str, float | None]:
+    labels = np.array([r.label for r in records])
+    sources = np.array([r.source for r in records])
+    result = {"overall": float(roc_auc_score(labels, scores))}
+    for source in sorted(set(sources)):
+        mask = sources == source
+        result[source] = float(roc_auc_score(labels[mask], scores[mask])) if len(set(labels[mask])) == 2 else None
+    valid = [v for k, v in result.items() if k != "overall" and v is not None]
+    result["macro"] = float(np.mean(valid)) if valid else None
+    return result
+
+
+def to_markdown(result: dict) -> str:
+    cols = ("n", "accuracy", "precision", "recall", "f1", "auc", "fpr", "uncertain_rate")
+    lines = [f"Model `{result['model']}` on `{result['data']}` ({result['split']}), threshold {result['threshold']:.3f}",
+             "", "| source | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, m in result["per_source"].items():
+        cells = [("" if m.get(c) is None else f"{m[c]:.4f}" if isinstance(m[c], float) else str(m[c])) for c in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    overall = result["per_source"]["overall"]
+    lines += ["", f"Macro AUC over sources: {overall.get('macro_auc') or float('nan'):.4f}",
+              f"Confusion (overall, rows true real/fake, cols predicted real/fake): {overall['confusion']}"]
+    if "robustness" in result:
+        names = list(result["robustness"]["overall"].keys())
+        lines += ["", "| AUC | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for source, row in result["robustness"].items():
+            lines.append(f"| {source} | " + " | ".join("" if row[n] is None else f"{row[n]:.4f}" for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(records: list[Record], scores: np.ndarray, labels: np.ndarray, out_dir: Path) -> None:
+    sources = np.array([r.source for r in records])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    prob_true, prob_pred = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect")
+    ax.plot(prob_pred, prob_true, "o-", label="ConVitX")
+    ax.set(xlabel="predicted P(AI-generated)", ylabel="observed fraction AI-generated", title="Reliability")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "reliability.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name in ["overall", *sorted(set(sources))]:
+        mask = np.ones(len(labels), bool) if name == "overall" else sources == name
+        if len(set(labels[mask])) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels[mask], scores[mask])
+        ax.plot(fpr, tpr, lw=2.5 if name == "overall" else 1, label=f"{name} ({roc_auc_score(labels[mask], scores[mask]):.3f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set(xlabel="false-positive rate (real flagged)", ylabel="true-positive rate", title="ROC")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "roc.png", dpi=120)
+    plt.close(fig)
