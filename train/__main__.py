@@ -1,4 +1,4 @@
-"""``python -m train {fit,evaluate,calibrate,push,search}``."""
+"""``python -m train {fit,search,loso,evaluate,calibrate,push}``."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     search_parser = sub.add_parser("search", help="Optuna search over lr, batch size and dropout")
     train_config.add_arguments(search_parser)
     search_parser.add_argument("--trials", type=int, default=10)
+
+    loso_parser = sub.add_parser("loso", help="leave-one-source-out: train without a group, test on it")
+    train_config.add_arguments(loso_parser)
 
     evaluate_parser = sub.add_parser("evaluate", help="metrics, robustness table and plots on a test split")
     evaluate_parser.add_argument("--model", required=True, help="folder or org/name[@revision]")
@@ -48,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from .search import search
 
         search(train_config.resolve(args), args.trials)
+    elif args.command == "loso":
+        from .loso import loso
+
+        loso(train_config.resolve(args))
     elif args.command == "evaluate":
         from .evaluate import evaluate
 
