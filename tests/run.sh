@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up from scratch and run every test: venv, pinned requirements, Debian's
+# Chromium for the browser test, then pytest. Used by `.ci/run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+export HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
+exec .venv/bin/python -m pytest "$@"
