@@ -1,4 +1,4 @@
-"""A small in-memory Hugging Face Hub, for tests: stdlib only, model repos only.
+"""A small in-memory Hugging Face Hub, for tests: stdlib only, model repos (+ read-only dataset repos).
 
 It speaks the slice of the Hub HTTP protocol that huggingface_hub 2.4 uses to
 download (``hf_hub_download``, ``snapshot_download``, ``model_info``) and to
@@ -16,8 +16,8 @@ Repos live in memory::
 What the real Hub does and this server does not (see the README):
 no LFS or Xet storage (every upload is answered ``uploadMode: "regular"`` and
 every file is served as a plain git blob, ETag = git blob sha1, with no
-redirect to a CDN), no Range requests, no pull requests, no dataset/space
-repos, no short commit shas, no user namespaces (repo ids are ``org/name``),
+redirect to a CDN), no Range requests, no pull requests, no space repos
+(dataset repos are download-only), no short commit shas, no user namespaces (repo ids are ``org/name``),
 one optional bearer token instead of real accounts and scopes, no gated repos,
 no rate limits, no pagination of tree listings.
 
@@ -27,6 +27,11 @@ Usage::
         sha = hub.seed("org/name", "path/to/checkpoint")
         hub.tag("org/name", "v1", sha)
         # HF_ENDPOINT=hub.endpoint python -c "hf_hub_download('org/name', 'config.json')"
+
+Dataset repos (read-only, for ``datasets.load_dataset("org/data")``) are held under the
+key ``"datasets/org/data"``: ``hub.seed("datasets/org/data", folder)``; the server answers
+``/api/datasets/org/data[/revision/REV]``, ``.../tree/REV[/PATH]`` and
+``/datasets/org/data/resolve/REV/PATH``.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
+_DATASET = r"(?P<repo>datasets/[^/]+/[^/]+)"  # a dataset repo's key in HubServer.repos
 _REV = r"(?P<rev>[^/]+)"  # URL-quoted by huggingface_hub, so a "/" in a branch name arrives as %2F
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -211,6 +217,12 @@ class _Handler(BaseHTTPRequestHandler):
         ("POST", rf"^/api/models/{_REPO}/commit/{_REV}$", "commit"),
         ("POST", rf"^/api/models/{_REPO}/branch/{_REV}$", "create_branch"),
         ("POST", rf"^/api/models/{_REPO}/tag/{_REV}$", "create_tag"),
+        # Dataset repos, read-only: held under the key "datasets/org/name" (seed them with that id),
+        # so the download handlers above serve them unchanged.
+        ("HEAD", rf"^/{_DATASET}/resolve/{_REV}/(?P<path>.+)$", "resolve"),
+        ("GET", rf"^/{_DATASET}/resolve/{_REV}/(?P<path>.+)$", "resolve"),
+        ("GET", rf"^/api/{_DATASET}(?:/revision/{_REV})?$", "dataset_info"),
+        ("GET", rf"^/api/{_DATASET}/tree/{_REV}(?:/(?P<path>.*))?$", "tree"),
     ]
 
     @property
@@ -336,6 +348,32 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(404, f"{path} does not exist on {rev}", "EntryNotFound")
         entries += [{"type": "directory", "oid": git_blob_sha1(f.encode()), "size": 0, "path": f} for f in folders]
         self._send_json(sorted(entries, key=lambda e: e["path"]))
+
+    def dataset_info(self, repo: str, rev: str | None, **_) -> None:
+        repo_state = self._readable_repo(repo)
+        sha = self.hub.resolve(repo, rev)
+        tree = repo_state["commits"][sha]
+        repo_id = repo[len("datasets/") :]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        self._send_json(
+            {
+                "_id": hashlib.sha1(repo.encode()).hexdigest()[:24],
+                "id": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": sha,
+                "private": repo_state["private"],
+                "gated": False,
+                "disabled": False,
+                "lastModified": now,
+                "createdAt": now,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": [
+                    {"rfilename": p, "size": len(d), "blobId": git_blob_sha1(d)} for p, d in sorted(tree.items())
+                ],
+            }
+        )
 
     # -- uploads ------------------------------------------------------------------------------
 

@@ -98,7 +98,8 @@ def _from_image_folder(root: Path) -> list[Record]:
         if not label_dirs:
             continue
         i = label_dirs[-1]
-        split = parts[i - 1] if i > 0 and parts[i - 1] in ("train", "test", "val", "validation") else "train"
+        above = parts[i - 1].lower() if i > 0 else ""
+        split = above if above in ("train", "test", "val", "validation") else "train"  # Test/Real as test/real
         records.append(Record(str(file), parse_label(parts[i]), root.name, "", split))
     return records
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -55,6 +55,23 @@ class EpochSampler(torch.utils.data.Sampler):
         return len(range(self.rank, self.num_samples, self.world))
 
 
+def _trim_metrics(path: Path, epochs_done: int) -> None:
+    """Keep only the lines of epochs the resumed checkpoint holds: a kill between an epoch's metrics
+    line and its checkpoint (or in the middle of the line) leaves lines the resumed run writes again."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["epoch"] <= epochs_done:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            pass
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
 def _mixed_precision(choice: str) -> str:
     if choice != "auto":
         return choice
@@ -79,7 +96,13 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision))
+    # Under torchrun without a GPU, Accelerate only builds the (gloo) process group when told it runs
+    # on CPU; otherwise every rank would train alone and all of them would write the same files.
+    on_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    # find_unused_parameters: the ConvNeXt branch's own head norm (convnext.head.norm) is never used,
+    # since the model pools the feature maps itself; without it DDP fails on its second step.
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=on_cpu,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.seed)
     out = Path(cfg.out)
     log = accelerator.print
@@ -107,6 +130,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "train_config.json")
         (out / "command.txt").write_text(fit_command + "\n")
+        _trim_metrics(out / "metrics.jsonl", start_epoch)
 
     share = None
     if cfg.cifake_share and any(r.source == "cifake" for r in train_records):
