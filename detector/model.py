@@ -35,6 +35,9 @@ class ConVitX(nn.Module):
         self.swin = timm.create_model(
             config.swin, pretrained=False, num_classes=0, global_pool="", **config.swin_kwargs
         )
+        # The fused head replaces ConvNeXt's own (norm + classifier): an unused head
+        # would hold dead parameters, which DDP refuses to train around.
+        self.convnext.head = nn.Identity()
         self.swin_to_nchw = ChannelsLastToFirst()
         self.pool = nn.AdaptiveAvgPool2d(1)
         fused = self.convnext.num_features + self.swin.num_features

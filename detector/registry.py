@@ -39,15 +39,18 @@ def convitx_large() -> ConVitXConfig:
 
 @register
 def convitx_small() -> ConVitXConfig:
-    """The embedded default: narrow ConvNeXt + 3-stage Swin at 64 px (~1 M params).
+    """The embedded default: narrow ConvNeXt + 3-stage Swin at 64 px (~0.9 M params).
 
-    Sized to train at ~350 images/s on 2 CPU cores; Swin ends at 4x4 so the
-    Grad-CAM map is finer than ConvNeXt's 2x2.
+    Sized to train at ~200 images/s on 2 CPU cores; Swin ends at 4x4 so the
+    Grad-CAM map is finer than ConvNeXt's 2x2. The ConvNeXt branch uses the
+    BatchNorm variant (the ConvNeXt paper's BN-vs-LN ablation): trained from
+    scratch here it learned CIFAKE markedly faster (val AUC 0.80 vs 0.72 after
+    200 steps of the branch alone), and no ImageNet weights are at hand.
     """
     return ConVitXConfig(
         name="convitx_small",
         convnext="convnext_atto",
-        convnext_kwargs={"dims": (24, 48, 96, 192), "depths": (1, 1, 3, 1)},
+        convnext_kwargs={"dims": (24, 48, 96, 192), "depths": (1, 1, 3, 1), "norm_layer": "batchnorm2d", "conv_mlp": True},
         swin="swin_tiny_patch4_window7_224",
         swin_kwargs={
             "img_size": 64,

@@ -185,7 +185,11 @@ def test_load_by_repo_id_over_http(online, checkpoints):
     assert (snapshot / "README.md").read_text() == CARD  # the optional card came along
     assert (online.hf_home / "hub" / "models--org--convitx-tiny" / "refs" / "main").read_text() == sha
     fetched = {path for method, path in online.requests if method == "GET" and path.startswith("/org/convitx-tiny/")}
-    assert fetched == {f"/org/convitx-tiny/resolve/main/{name}" for name in ("config.json", "model.safetensors", "README.md")}
+    # config.json resolves "main"; the rest is fetched at the commit it came from, so a push
+    # landing between downloads cannot pair one commit's config with another's weights.
+    assert fetched == {"/org/convitx-tiny/resolve/main/config.json"} | {
+        f"/org/convitx-tiny/resolve/{sha}/{name}" for name in ("model.safetensors", "README.md")
+    }
 
 
 def test_pinned_revision_is_honoured(online, checkpoints):
@@ -241,7 +245,8 @@ def test_load_errors_name_what_was_tried(online):
 
     requested = [path for _, path in online.requests]
     assert not [p for p in requested if p.endswith(".bin")], requested
-    assert "/org/bin-and-config/resolve/main/model.safetensors" in requested  # looked for, found missing
+    # looked for (at the commit config.json came from), found missing
+    assert [p for p in requested if p.startswith("/org/bin-and-config/resolve/") and p.endswith("/model.safetensors")]
     assert not online.marker.exists()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -99,10 +99,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     # Under torchrun without a GPU, Accelerate only builds the (gloo) process group when told it runs
     # on CPU; otherwise every rank would train alone and all of them would write the same files.
     on_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    # find_unused_parameters: the ConvNeXt branch's own head norm (convnext.head.norm) is never used,
-    # since the model pools the feature maps itself; without it DDP fails on its second step.
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=on_cpu,
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=on_cpu)
     set_seed(cfg.seed)
     out = Path(cfg.out)
     log = accelerator.print
