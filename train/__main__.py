@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument("--no-robustness", action="store_true")
     evaluate_parser.add_argument("--update-card", action="store_true", help="write the results into the model card")
     evaluate_parser.add_argument("--num-workers", type=int, default=1)
+    evaluate_parser.add_argument("--loso-table", default=None, help="loso.md from `train loso`, added to the card")
 
     calibrate_parser = sub.add_parser("calibrate", help="refit temperature/threshold/band on validation data")
     train_config.add_arguments(calibrate_parser)
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
         evaluate(args.model, args.data, split=args.split, sources=args.sources, out=args.out,
                  robustness=not args.no_robustness, update_card=args.update_card, num_workers=args.num_workers,
-                 command=" ".join(["python -m train", *argv]))
+                 command=" ".join(["python -m train", *argv]), loso_table=args.loso_table)
     elif args.command == "calibrate":
         from pathlib import Path
 

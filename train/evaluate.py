@@ -24,7 +24,7 @@ from .metrics import per_source_metrics, predict_logits  # noqa: E402
 
 def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] | None = None,
              out: str | None = None, robustness: bool = True, update_card: bool = False,
-             num_workers: int = 1, command: str | None = None) -> dict:
+             num_workers: int = 1, command: str | None = None, loso_table: str | None = None) -> dict:
     model, config, folder = load_checkpoint(model_ref)
     records = load_records(data, split=split, sources=sources)
     labels = np.array([r.label for r in records])
@@ -63,6 +63,8 @@ def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] 
         (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         (out_dir / "metrics.md").write_text(to_markdown(result))
         _plots(records, clean, labels, out_dir)
+    if loso_table:
+        result["leave_one_source_out"] = Path(loso_table).read_text()
     if update_card:
         if not (Path(str(model_ref)).is_dir()):
             raise SystemExit("--update-card needs a local checkpoint folder")

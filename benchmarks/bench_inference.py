@@ -1,0 +1,62 @@
+"""Inference speed and memory, printed as numbers and as ratios within one run.
+
+    python benchmarks/bench_inference.py [--model weights] [--repeats 20]
+
+Ratios (Grad-CAM vs plain, batched vs one at a time) are what to compare across
+machines; absolute times on a shared 2-core box are noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from detector import Detector  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args()
+
+    detector = Detector.from_pretrained(args.model, device="cpu")
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
+    batch = [Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)) for _ in range(args.batch)]
+
+    print(f"model {detector.config.name} ({sum(p.numel() for p in detector.model.parameters()) / 1e6:.2f} M params), "
+          f"torch threads {torch.get_num_threads()}")
+    plain = timed(lambda: detector.predict(photo, cam=False), args.repeats)
+    cam = timed(lambda: detector.predict(photo, cam=True), args.repeats)
+    one_by_one = timed(lambda: [detector.predict(img, cam=False) for img in batch], max(3, args.repeats // 5))
+    batched = timed(lambda: detector.predict_batch(batch, cam=False), max(3, args.repeats // 5))
+    print(f"predict 1024x768, no CAM : {plain * 1000:8.1f} ms")
+    print(f"predict 1024x768, CAM    : {cam * 1000:8.1f} ms   (CAM / plain = {cam / plain:.2f}x)")
+    print(f"{args.batch} images one by one   : {one_by_one * 1000:8.1f} ms")
+    print(f"{args.batch} images batched      : {batched * 1000:8.1f} ms   (speed-up = {one_by_one / batched:.2f}x, "
+          f"{args.batch / batched:.0f} images/s)")
+    print(f"peak RSS                 : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
