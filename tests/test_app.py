@@ -28,7 +28,7 @@ GRADIO_NOISE = [
     pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
-pytestmark = [pytest.mark.timeout(120), *GRADIO_NOISE]
+pytestmark = [pytest.mark.timeout(300), *GRADIO_NOISE]
 
 UNREADABLE = {
     "empty.png": "empty (0 bytes)",
@@ -169,7 +169,7 @@ def test_verdict_wording():
     assert verdict(0.99999, "ai_generated").startswith("AI-generated (p=>0.999,")
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_missing_model_starts_and_explains(tmp_path, wide_image):
     """`python app.py` with CONVITX_MODEL at an empty folder: the server starts, /predict says what to fix."""
     empty = tmp_path / "no_model_here"
@@ -186,7 +186,7 @@ def test_missing_model_starts_and_explains(tmp_path, wide_image):
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 300
         while True:
             assert server.poll() is None, f"app.py exited with {server.returncode}"
             try:

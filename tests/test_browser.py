@@ -31,7 +31,7 @@ VERDICT = re.compile(r"^(Real|AI-generated|Uncertain) \(p=")
 TIMEOUT_MS = 60_000  # first request loads the model; the machine may be busy training
 
 pytestmark = [
-    pytest.mark.timeout(240),
+    pytest.mark.timeout(400),
     pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
     pytest.mark.skipif(

@@ -18,7 +18,7 @@ from corpus import noise_rgb, torch_threads
 from detector import Detector, create_model
 from detector.inference import HEATMAP_MAX_SIDE
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(300)
 
 SIDE = 64  # convitx_tiny's input size
 PATCH = 14  # the square's side at 64 px
@@ -103,7 +103,7 @@ def trained() -> Detector:
     return Detector(model)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_the_synthetic_task_is_learned(trained):
     """Precondition for the localisation tests: the model really detects the square."""
     images, labels = _training_batch(128, np.random.default_rng(123))
@@ -112,7 +112,7 @@ def test_the_synthetic_task_is_learned(trained):
     assert accuracy >= 0.95, accuracy
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("size", [(64, 64), (96, 192), (128, 128)], ids=["64x64", "192x96", "128x128"])
 @pytest.mark.parametrize("where", list(QUADRANTS))
 def test_heatmap_follows_the_patch(trained, where, size):
@@ -135,7 +135,7 @@ def test_heatmap_follows_the_patch(trained, where, size):
     assert heatmap[r : r + ph, c : c + pw].mean() > 2 * opposite.mean()
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("where", list(QUADRANTS))
 def test_swin_branch_alone_follows_the_patch(trained, where):
     """Grad-CAM on the Swin target layer only: its NCHW map must be laid out like the image."""

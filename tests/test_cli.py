@@ -16,7 +16,7 @@ from corpus import REPO_ROOT, noise_rgb, save_tiny_checkpoint, torch_threads, tr
 from detector import Detector
 from detector.cli import main
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -107,7 +107,7 @@ def _assert_clean_stderr(stderr: str) -> None:
 # --------------------------------------------------------------------------- subprocess runs
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_folder_with_a_bad_file(checkpoint, mixed_folder, library, tmp_path):
     root, bad = mixed_folder["root"], mixed_folder["bad"]
     missing = root / "gone.png"  # named explicitly, after the folder
@@ -146,7 +146,7 @@ def test_folder_with_a_bad_file(checkpoint, mixed_folder, library, tmp_path):
     assert sorted(Path(row["heatmap"]) for row in good) == written
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_all_good_folder_uses_the_env_model(checkpoint, good_folder, library):
     result = _run([str(good_folder), "--no-cam"], model_env=str(checkpoint))
     _assert_clean_stderr(result.stderr)
@@ -159,7 +159,7 @@ def test_all_good_folder_uses_the_env_model(checkpoint, good_folder, library):
         assert "heatmap" not in row
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_csv_output(checkpoint, mixed_folder, library, tmp_path):
     root, bad = mixed_folder["root"], mixed_folder["bad"]
     cam_dir = tmp_path / "cams"
@@ -181,7 +181,7 @@ def test_csv_output(checkpoint, mixed_folder, library, tmp_path):
         assert p_fake == pytest.approx(library.predict(row["path"], cam=False).p_fake, abs=2e-6)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_missing_model_folder_exits_2(good_folder, tmp_path):
     missing = tmp_path / "no_such_model"
     result = _run([str(good_folder), "--model", str(missing)])
@@ -204,7 +204,7 @@ def _main(capsys, args: list[str]) -> tuple[int, list[dict], str]:
     return status, rows, captured.err
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(400)
 def test_threshold_override_moves_labels_and_band(checkpoint, good_folder, capsys, monkeypatch):
     monkeypatch.delenv("CONVITX_MODEL", raising=False)
     base_args = [str(good_folder), "--model", str(checkpoint), "--no-cam"]

@@ -30,7 +30,7 @@ from hubserver import HubServer, git_blob_sha1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CARD = "---\nlicense: mit\n---\n# ConVitX tiny (test checkpoint)\n"
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(300)
 
 # Runs in a fresh interpreter: loads each job's ref and prints p_fake, or the ModelLoadError message.
 LOADER = r"""

@@ -24,7 +24,7 @@ from detector import (
 )
 from detector.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(400)
 
 SMALL_NAMES = ["convitx_tiny", "convitx_small"]
 
@@ -90,7 +90,7 @@ def test_get_config_overrides_and_fresh_copies():
     assert "mutated" not in get_config("convitx_tiny").convnext_kwargs, "registry configs must not share state"
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_config_builds(name, request):
     """Whatever gets registered must build with timm (convitx_large: built once, shared)."""
@@ -147,7 +147,7 @@ def large_model():
     del model
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_large_builds(large_model):
     model, _ = large_model
     assert model.config.name == "convitx_large"
@@ -156,7 +156,7 @@ def test_large_builds(large_model):
     assert n_params > 150_000_000, n_params
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(400)
 def test_large_cam_target_layers_are_nchw(large_model):
     model, _ = large_model
     x = _batch(model.config, n=1)

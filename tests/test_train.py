@@ -47,8 +47,8 @@ from train_helpers import (
     write_parquet,
 )
 
-pytestmark = pytest.mark.timeout(120)
-SLOW = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(400)
+SLOW = pytest.mark.timeout(600)
 
 CAMPUS = SHARED_DATA / "campus_regen_pairs.parquet"
 CARDAMAGE = SHARED_DATA / "gpt4o_cardamage.parquet"
