@@ -135,6 +135,9 @@ class _atomic:
     def __enter__(self) -> str:
         fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
         os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a shared checkpoint unreadable
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
