@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "loso":
         from .loso import loso
 
-        loso(train_config.resolve(args))
+        loso(train_config.resolve(args), command=" ".join(["python -m train", *argv]))
     elif args.command == "evaluate":
         from .evaluate import evaluate
 

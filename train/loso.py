@@ -23,7 +23,7 @@ DEFAULT_GROUPS = {
 }
 
 
-def loso(base: TrainConfig, groups: dict[str, list[str]] | None = None) -> str:
+def loso(base: TrainConfig, groups: dict[str, list[str]] | None = None, command: str | None = None) -> str:
     """Train once on everything (the same-budget baseline), then once per held-out group."""
     groups = groups or DEFAULT_GROUPS
     root = Path(base.out)
@@ -45,6 +45,8 @@ def loso(base: TrainConfig, groups: dict[str, list[str]] | None = None) -> str:
     for name, seen_auc, auc, acc, fpr, per in rows:
         per_text = ", ".join(f"{s}: {'n/a' if v is None else f'{v:.3f}'}" for s, v in per.items())
         lines.append(f"| {name} | {seen_auc:.4f} | {auc:.4f} | {acc:.4f} | {'' if fpr is None else f'{fpr:.4f}'} | {per_text} |")
+    if command:
+        lines = [f"Reproduce: `{command}` (each run: {base.epochs} epochs x {base.samples_per_epoch} samples).", "", *lines]
     table = "\n".join(lines) + "\n"
     root.mkdir(parents=True, exist_ok=True)
     (root / "loso.md").write_text(table)
