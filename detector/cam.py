@@ -17,14 +17,21 @@ def logits_and_cam(model: ConVitX, batch: torch.Tensor) -> tuple[torch.Tensor, n
     and Swin maps are normalised and averaged by pytorch-grad-cam.
     """
     cam = GradCAM(model=model, target_layers=model.cam_target_layers)
+    # Grad-CAM needs gradients of activations, never of weights: freezing the
+    # parameters (and letting the input carry the graph) skips the weight-gradient
+    # half of the backward pass.
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        parameter.requires_grad_(False)
     try:
         with torch.enable_grad():
-            heatmaps = cam(input_tensor=batch, targets=None)
+            heatmaps = cam(input_tensor=batch.detach().requires_grad_(True), targets=None)
         logits = cam.outputs.detach()
     finally:
         # Not `with GradCAM(...)`: its __exit__ swallows IndexError.
         cam.activations_and_grads.release()
-        model.zero_grad(set_to_none=True)
+        for parameter in trainable:
+            parameter.requires_grad_(True)
     return logits, heatmaps.astype(np.float32)
 
 
