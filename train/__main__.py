@@ -46,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "fit":
         from .fit import fit
+        from .publish import PushError
 
-        fit(train_config.resolve(args), argv=argv[1:])
+        try:
+            fit(train_config.resolve(args), argv=argv[1:])
+        except PushError as exc:  # the checkpoint is trained and saved; only the upload failed
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "search":
         from .search import search
 
