@@ -12,7 +12,6 @@ import functools
 import html
 import logging
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import gradio as gr
 from huggingface_hub import constants as hf_constants
 
 from detector import UNCERTAIN, Detector, ImageError, Prediction, default_model_ref
-from detector.hub import MODEL_ENV_VAR
+from detector.hub import MODEL_ENV_VAR, is_hub_ref
 
 log = logging.getLogger("convitx.app")
 
@@ -45,7 +44,6 @@ LAUNCH_KWARGS = dict(max_file_size=MAX_FILE_SIZE, show_error=False)
 MODEL_RETRY_S = 30.0  # after a failed load, how long requests fail fast before the next attempt
 
 DISPLAY_LABELS = {"real": "Real", "ai_generated": "AI-generated", UNCERTAIN: "Uncertain"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
 def raw_image_input(**kwargs) -> gr.Image:
@@ -128,7 +126,7 @@ def model_error_message(ref: str, from_env: bool = True) -> str:
 
     Names the checkpoint but not the server's folders; the log has the full reason.
     """
-    where = f"Hub repo {ref!r}" if _is_hub_ref(ref) else f"folder {_display_path(ref, short=True)!r}"
+    where = f"Hub repo {ref!r}" if is_hub_ref(ref) else f"folder {_display_path(ref, short=True)!r}"
     origin = ""
     if from_env:
         origin = f"set by {MODEL_ENV_VAR}" if os.environ.get(MODEL_ENV_VAR) else f"the default; {MODEL_ENV_VAR} is not set"
@@ -146,7 +144,7 @@ def model_markdown(detector: Detector) -> str:
     config = detector.config
     lo, hi = config.uncertain_band
     source = detector.source or "(in memory)"
-    if _is_hub_ref(source):
+    if is_hub_ref(source):
         repo_id, _, revision = source.partition("@")
         url = f"{hf_constants.ENDPOINT}/{repo_id}" + (f"/tree/{revision}" if revision else "")
         card = f"[model card]({url})"
@@ -262,9 +260,6 @@ def build_demo(model_ref: str | None = None, detector_factory: Callable[[], Dete
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
     return demo
 
-
-def _is_hub_ref(ref: str) -> bool:
-    return bool(_HUB_ID.match(str(ref))) and not Path(str(ref)).expanduser().exists()
 
 
 def _display_path(path: str | os.PathLike, short: bool = False) -> str:

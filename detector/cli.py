@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     def flush() -> None:
         """Predict the decoded images in one batch; write every row in input order."""
         images = [item for _, item in pending if not isinstance(item, str)]
-        predictions = iter(detector.predict_batch(images, cam=cam, batch_size=args.batch_size))
+        predictions = iter(detector.predict_decoded(images, cam=cam) if images else [])
         for path, item in pending:
             if isinstance(item, str):
                 writer.write({"path": str(path), "error": item})

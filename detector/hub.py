@@ -36,6 +36,12 @@ def default_model_ref() -> str:
     return os.environ.get(MODEL_ENV_VAR) or str(EMBEDDED_WEIGHTS)
 
 
+def is_hub_ref(ref: str | os.PathLike) -> bool:
+    """``org/name[@revision]`` that is not an existing local path."""
+    repo_id, _ = split_ref(str(ref))
+    return bool(_HUB_ID.match(repo_id)) and not Path(ref).expanduser().exists()
+
+
 def split_ref(ref: str, revision: str | None = None) -> tuple[str, str | None]:
     """``org/name@rev`` -> (``org/name``, ``rev``); an explicit ``revision`` wins."""
     repo_id, _, pinned = str(ref).partition("@")
@@ -135,9 +141,7 @@ class _atomic:
     def __enter__(self) -> str:
         fd, self.tmp = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
         os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a shared checkpoint unreadable
+        os.chmod(self.tmp, 0o644)  # mkstemp's 0600 would make a shared checkpoint unreadable
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:

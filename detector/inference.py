@@ -99,10 +99,11 @@ class Detector:
         decoded = [load_image(image, max_pixels=max_pixels) for image in images]
         results: list[Prediction] = []
         for start in range(0, len(decoded), batch_size):
-            results.extend(self._predict_decoded(decoded[start : start + batch_size], cam))
+            results.extend(self.predict_decoded(decoded[start : start + batch_size], cam))
         return results
 
-    def _predict_decoded(self, images: list[Image.Image], cam: bool) -> list[Prediction]:
+    def predict_decoded(self, images: list[Image.Image], cam: bool = False) -> list[Prediction]:
+        """One batch of images already through ``load_image`` (RGB): no second decode or copy."""
         batch = torch.stack([self.transform(image) for image in images]).to(self.device)
         with self._lock:
             if cam:

@@ -304,7 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._send(200, data, headers, head=head)
 
-    def model_info(self, repo: str, rev: str | None, **_) -> None:
+    def _repo_info(self, repo: str, rev: str | None, repo_id: str, **extra) -> None:
+        """The /api/{models,datasets}/... answer: identity, commit and file list."""
         repo_state = self._readable_repo(repo)
         sha = self.hub.resolve(repo, rev)
         tree = repo_state["commits"][sha]
@@ -312,9 +313,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(
             {
                 "_id": hashlib.sha1(repo.encode()).hexdigest()[:24],
-                "id": repo,
-                "modelId": repo,
-                "author": repo.split("/")[0],
+                "id": repo_id,
+                **extra,
+                "author": repo_id.split("/")[0],
                 "sha": sha,
                 "private": repo_state["private"],
                 "gated": False,
@@ -329,6 +330,9 @@ class _Handler(BaseHTTPRequestHandler):
                 ],
             }
         )
+
+    def model_info(self, repo: str, rev: str | None, **_) -> None:
+        self._repo_info(repo, rev, repo, modelId=repo)
 
     def tree(self, repo: str, rev: str, path: str | None, **_) -> None:
         self._readable_repo(repo)
@@ -350,30 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(sorted(entries, key=lambda e: e["path"]))
 
     def dataset_info(self, repo: str, rev: str | None, **_) -> None:
-        repo_state = self._readable_repo(repo)
-        sha = self.hub.resolve(repo, rev)
-        tree = repo_state["commits"][sha]
-        repo_id = repo[len("datasets/") :]
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        self._send_json(
-            {
-                "_id": hashlib.sha1(repo.encode()).hexdigest()[:24],
-                "id": repo_id,
-                "author": repo_id.split("/")[0],
-                "sha": sha,
-                "private": repo_state["private"],
-                "gated": False,
-                "disabled": False,
-                "lastModified": now,
-                "createdAt": now,
-                "downloads": 0,
-                "likes": 0,
-                "tags": [],
-                "siblings": [
-                    {"rfilename": p, "size": len(d), "blobId": git_blob_sha1(d)} for p, d in sorted(tree.items())
-                ],
-            }
-        )
+        self._repo_info(repo, rev, repo[len("datasets/") :])
 
     # -- uploads ------------------------------------------------------------------------------
 

@@ -70,12 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "calibrate":
         from pathlib import Path
 
-        from .data import load_records, split_validation
-        from .fit import calibrate_checkpoint
+        from .fit import calibrate_checkpoint, train_and_validation
 
         cfg = train_config.resolve(args)
-        records = load_records(cfg.data, split="train", sources=cfg.sources)
-        train, val = split_validation(records, cfg.val_fraction, cfg.seed)
+        train, val = train_and_validation(cfg)
         print(calibrate_checkpoint(Path(args.model_dir), val, cfg, train_records=train)["overall"])
     elif args.command == "push":
         from .publish import PushError, push

@@ -33,6 +33,14 @@ from .data import ImageDataset, Record, load_records, sample_weights, split_vali
 from .metrics import per_source_metrics, predict_logits
 
 
+def train_and_validation(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
+    """The train split, minus excluded sources, with its content-hashed validation hold-out."""
+    records = load_records(cfg.data, split="train", sources=cfg.sources)
+    if cfg.exclude_sources:
+        records = [r for r in records if r.source not in set(cfg.exclude_sources)]
+    return split_validation(records, cfg.val_fraction, cfg.seed)
+
+
 class EpochSampler(torch.utils.data.Sampler):
     """Weighted draws with replacement, identical on every rank, then sharded by rank.
 
@@ -105,10 +113,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     log = accelerator.print
     fit_command = " ".join(["python -m train fit", *(argv or [])])
 
-    records = load_records(cfg.data, split="train", sources=cfg.sources)
-    if cfg.exclude_sources:
-        records = [r for r in records if r.source not in set(cfg.exclude_sources)]
-    train_records, val_records = split_validation(records, cfg.val_fraction, cfg.seed)
+    train_records, val_records = train_and_validation(cfg)
     log(f"data: {len(train_records)} train / {len(val_records)} validation images from {cfg.data}")
 
     overrides = {"dropout": cfg.dropout} if cfg.dropout is not None else {}
