@@ -2,6 +2,7 @@
 from .config import LABELS, UNCERTAIN, ConVitXConfig
 from .hub import ModelLoadError, default_model_ref, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .images import (
+    CannotJudgeError,
     EmptyImageError,
     ImageError,
     ImageTooLargeError,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LABELS",
     "UNCERTAIN",
+    "CannotJudgeError",
     "ConVitX",
     "ConVitXConfig",
     "Detector",

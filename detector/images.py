@@ -55,6 +55,10 @@ class UnsupportedImageError(ImageError):
     pass
 
 
+class CannotJudgeError(ImageError):
+    """The image decodes, but is too small or too flat for the pixel model to judge."""
+
+
 def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``source`` (path, bytes, file object, PIL image or array) to RGB."""
     if isinstance(source, Image.Image):
