@@ -1,5 +1,5 @@
 """ConVitX: tell AI-generated images from real photographs, and show where the model looked."""
-from .config import LABELS, UNCERTAIN, ConVitXConfig
+from .config import LABELS, UNCERTAIN, BranchConfig, ConVitXConfig, DecisionRule, PreprocessConfig
 from .hub import ModelLoadError, default_model_ref, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .images import (
     CannotJudgeError,
@@ -20,9 +20,11 @@ __version__ = "0.1.0"
 __all__ = [
     "LABELS",
     "UNCERTAIN",
+    "BranchConfig",
     "CannotJudgeError",
     "ConVitX",
     "ConVitXConfig",
+    "DecisionRule",
     "Detector",
     "EmptyImageError",
     "ImageError",
@@ -30,6 +32,7 @@ __all__ = [
     "ModelLoadError",
     "NotAnImageError",
     "Prediction",
+    "PreprocessConfig",
     "TruncatedImageError",
     "UnsupportedImageError",
     "create_model",

@@ -1,4 +1,12 @@
-"""Grad-CAM over both ConVitX branches, sharing the prediction's forward pass."""
+"""Grad-CAM for every branch from the prediction's own forward pass, at almost no extra cost.
+
+The backbones run once without autograd; only their last maps are re-attached
+as leaves, so the graph that the backward pass walks is map -> pool -> head,
+a few thousand operations instead of the whole network. The CAM arithmetic
+(channel weights = mean gradient, weighted sum, ReLU) is pytorch-grad-cam's.
+Tile maps are stitched back onto the full image, so the heatmap follows
+content at native resolution and keeps the image's aspect.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,41 +16,77 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from .model import ConVitX
+from .transforms import ImageViews
+
+# pytorch-grad-cam's GradCAM with no target layers: no hooks, only its CAM arithmetic.
+_CAM_MATH: dict[int, GradCAM] = {}
 
 
-def logits_and_cam(model: ConVitX, batch: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """One forward + one backward: logits (B, 2) and heatmaps (B, S, S) in [0, 1].
+def _cam_math(model: ConVitX) -> GradCAM:
+    if id(model) not in _CAM_MATH:
+        _CAM_MATH.clear()
+        _CAM_MATH[id(model)] = GradCAM(model=model, target_layers=[])
+    return _CAM_MATH[id(model)]
 
-    Each map explains the class the model predicted for that image; the ConvNeXt
-    and Swin maps are normalised and averaged by pytorch-grad-cam.
+
+def logits_and_cams(
+    model: ConVitX, tiles: torch.Tensor | None, owner: torch.Tensor | None, global_view: torch.Tensor | None
+) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """Logits (B, 2) and each branch's raw CAM, (tiles or images, h, w), for the predicted class."""
+    n_images = global_view.shape[0] if global_view is not None else int(owner.max()) + 1
+    with torch.no_grad():
+        maps = model.forward_features(tiles, global_view)
+    leaves = {name: m.detach().float().requires_grad_(True) for name, m in maps.items()}
+    with torch.enable_grad():
+        logits = model.forward_head(leaves, owner, n_images)
+        predicted = logits.argmax(dim=1, keepdim=True)
+        grads = torch.autograd.grad(logits.gather(1, predicted).sum(), list(leaves.values()))
+    math = _cam_math(model)
+    cams = {}
+    for (name, activation), grad in zip(leaves.items(), grads):
+        cam = math.get_cam_image(None, None, None, activation.detach().cpu().numpy(), grad.cpu().numpy())
+        cams[name] = np.maximum(cam, 0).astype(np.float32)
+    return logits.detach(), cams
+
+
+def stitch_tiles(tile_maps: np.ndarray, views: ImageViews, tile: int, display: tuple[int, int]) -> np.ndarray:
+    """Place each tile's map where the tile was cut; pixels no tile covered take the nearest tile's edge.
+
+    Tiles lie on a grid, so the nearest tile is the nearest column times the nearest row.
     """
-    cam = GradCAM(model=model, target_layers=model.cam_target_layers)
-    # Grad-CAM needs gradients of activations, never of weights: freezing the
-    # parameters (and letting the input carry the graph) skips the weight-gradient
-    # half of the backward pass.
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for parameter in trainable:
-        parameter.requires_grad_(False)
-    try:
-        with torch.enable_grad():
-            heatmaps = cam(input_tensor=batch.detach().requires_grad_(True), targets=None)
-        logits = cam.outputs.detach()
-    finally:
-        # Not `with GradCAM(...)`: its __exit__ swallows IndexError.
-        cam.activations_and_grads.release()
-        for parameter in trainable:
-            parameter.requires_grad_(True)
-    return logits, heatmaps.astype(np.float32)
+    width, height = views.size
+    dw, dh = display
+    sx, sy = dw / width, dh / height
+    xs = sorted({x for x, _ in views.boxes})
+    ys = sorted({y for _, y in views.boxes})
+    tw, th = max(1, round(tile * sx)), max(1, round(tile * sy))
+    grid = np.zeros((len(ys), len(xs), th, tw), np.float32)
+    for (x, y), cam in zip(views.boxes, tile_maps):
+        up = Image.fromarray(cam.astype(np.float32), mode="F").resize((tw, th), Image.Resampling.BILINEAR)
+        grid[ys.index(y), xs.index(x)] = np.asarray(up)
+    px = (np.arange(dw) + 0.5) / sx  # display pixel centres in image coordinates
+    py = (np.arange(dh) + 0.5) / sy
+    col = np.abs(px[:, None] - (np.array(xs) + tile / 2)[None, :]).argmin(axis=1)
+    row = np.abs(py[:, None] - (np.array(ys) + tile / 2)[None, :]).argmin(axis=1)
+    u = np.clip(((px - np.array(xs)[col]) * sx).astype(int), 0, tw - 1)
+    v = np.clip(((py - np.array(ys)[row]) * sy).astype(int), 0, th - 1)
+    return grid[row[:, None], col[None, :], v[:, None], u[None, :]]
 
 
 def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Stretch an SxS map back over the image's own (width, height)."""
+    """Stretch a map over the image's own (width, height)."""
     image = Image.fromarray(heatmap.astype(np.float32), mode="F")
-    return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32).clip(0.0, 1.0)
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def normalise(heatmap: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] over the whole image (all its tiles together, so tiles stay comparable)."""
+    low, high = float(heatmap.min()), float(heatmap.max())
+    return np.zeros_like(heatmap) if high - low < 1e-12 else (heatmap - low) / (high - low)
 
 
 def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, image_weight: float = 0.55) -> Image.Image:
     """Blend a jet-coloured heatmap over the image, at the heatmap's size."""
     height, width = heatmap.shape
     base = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-    return Image.fromarray(show_cam_on_image(base, heatmap, use_rgb=True, image_weight=image_weight))
+    return Image.fromarray(show_cam_on_image(base, heatmap.clip(0, 1), use_rgb=True, image_weight=image_weight))

@@ -1,8 +1,9 @@
-"""The one config that rebuilds a ConVitX checkpoint.
+"""The configs that rebuild a ConVitX checkpoint, saved together as ``config.json``.
 
-It is saved as ``config.json`` next to ``model.safetensors`` so a checkpoint
-carries everything needed to reproduce its predictions: architecture,
-preprocessing, labels and the calibrated decision rule.
+Three jobs, three dataclasses, one file: the architecture (a list of branches,
+each a timm backbone with the view and input it sees), the preprocessing (tile
+size, tile cap, global size, normalisation) and the calibrated decision rule.
+A checkpoint thereby carries everything needed to reproduce its predictions.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 LABELS = ("real", "ai_generated")
 UNCERTAIN = "uncertain"
 
@@ -20,39 +23,95 @@ UNCERTAIN = "uncertain"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+VIEWS = ("tiles", "global")
+INPUTS = ("rgb", "npr", "rgb+npr")
+
 
 def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+def _from_dict(cls, data: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    return cls(**data)
+
+
 @dataclass
-class ConVitXConfig:
-    name: str = "convitx_tiny"
-    convnext: str = "convnext_atto"
-    convnext_kwargs: dict[str, Any] = field(default_factory=dict)
-    swin: str = "swin_tiny_patch4_window7_224"
-    swin_kwargs: dict[str, Any] = field(default_factory=dict)
-    image_size: int = 224
-    head_hidden: int = 256
-    dropout: float = 0.2
+class BranchConfig:
+    """One backbone: which timm model, which view of the image, which input transform.
+
+    ``view``: ``tiles`` (crops at the image's own pixel grid, never resized) or
+    ``global`` (the whole image resized to ``PreprocessConfig.global_size``).
+    ``input``: ``rgb``, ``npr`` (the neighbouring-pixel residual x - up(down(x)),
+    Tan et al. 2024, where upsampling layers leave their trace) or ``rgb+npr``
+    (both, stacked as 6 channels).
+    """
+
+    name: str
+    model: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    view: str = "tiles"
+    input: str = "rgb"
+    frozen: bool = False  # parameters not trained (e.g. a pretrained feature extractor)
+
+    def __post_init__(self) -> None:
+        # JSON turns tuples into lists; timm accepts both, but a config must equal itself after a round trip.
+        self.kwargs = {k: _tuples(v) for k, v in self.kwargs.items()}
+        if self.view not in VIEWS:
+            raise ValueError(f"branch {self.name!r}: view must be one of {VIEWS}, got {self.view!r}")
+        if self.input not in INPUTS:
+            raise ValueError(f"branch {self.name!r}: input must be one of {INPUTS}, got {self.input!r}")
+
+    @property
+    def in_chans(self) -> int:
+        return 6 if self.input == "rgb+npr" else 3
+
+
+@dataclass
+class PreprocessConfig:
+    """How an image becomes the model's views.
+
+    Tiles: a deterministic grid of ``tile_size`` crops at native resolution,
+    at most ``max_tiles`` of them, spread evenly over the image (they overlap on
+    small images and leave gaps on large ones). An image smaller than a tile on
+    a side is mirror-padded up to it, never upsampled: resampling would paint
+    over the very pixel correlations the tile branch reads. Images under
+    ``min_side`` pixels on a side, or without variance, are not judged.
+    """
+
+    tile_size: int = 64
+    max_tiles: int = 16
+    train_tiles: int = 2  # random tiles per image and step during training
+    global_size: int = 64
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    labels: tuple[str, str] = LABELS
-    # Decision rule, fitted on validation data by `train calibrate`.
+    min_side: int = 16
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        if self.tile_size < 8 or self.global_size < 8 or self.max_tiles < 1 or self.train_tiles < 1:
+            raise ValueError(f"bad preprocessing sizes: {self}")
+
+
+@dataclass
+class DecisionRule:
+    """Temperature, threshold and uncertain band, fitted on validation data by ``train calibrate``.
+
+    The one place that turns logits into probabilities and a probability into a
+    verdict: inference, calibration and evaluation all call it.
+    """
+
     temperature: float = 1.0
     threshold: float = 0.5
     uncertain_band: tuple[float, float] = (0.35, 0.65)
-    # Free-form provenance (data, metrics, command line); never read by the model.
-    meta: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, str] = LABELS
 
     def __post_init__(self) -> None:
-        self.mean = tuple(self.mean)
-        self.std = tuple(self.std)
+        self.uncertain_band = tuple(float(x) for x in self.uncertain_band)
         self.labels = tuple(self.labels)
-        self.uncertain_band = tuple(self.uncertain_band)
-        # JSON turns tuples into lists; timm accepts both, but a config must equal itself after a round trip.
-        self.convnext_kwargs = {k: _tuples(v) for k, v in self.convnext_kwargs.items()}
-        self.swin_kwargs = {k: _tuples(v) for k, v in self.swin_kwargs.items()}
         lo, hi = self.uncertain_band
         if not (0.0 <= lo <= self.threshold <= hi <= 1.0):
             raise ValueError(
@@ -62,16 +121,74 @@ class ConVitXConfig:
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
+    def p_fake(self, logits) -> np.ndarray:
+        """Calibrated P(AI-generated) for (N, 2) logits (torch or numpy)."""
+        logits = np.asarray(logits.detach().float().cpu() if hasattr(logits, "detach") else logits, dtype=np.float64)
+        scaled = logits / self.temperature
+        scaled -= scaled.max(axis=1, keepdims=True)
+        exp = np.exp(scaled)
+        return exp[:, 1] / exp.sum(axis=1)
+
+    def decide(self, p_fake: float) -> str:
+        lo, hi = self.uncertain_band
+        if lo < p_fake < hi:
+            return UNCERTAIN
+        return self.labels[1] if p_fake >= self.threshold else self.labels[0]
+
+    def decide_all(self, p_fake: np.ndarray) -> np.ndarray:
+        """Vectorised ``decide``: 1 AI-generated, 0 real, -1 uncertain."""
+        lo, hi = self.uncertain_band
+        p_fake = np.asarray(p_fake)
+        verdict = (p_fake >= self.threshold).astype(int)
+        verdict[(p_fake > lo) & (p_fake < hi)] = -1
+        return verdict
+
+    def with_threshold(self, threshold: float) -> "DecisionRule":
+        """Move the threshold, shifting the uncertain band with it."""
+        lo, hi = self.uncertain_band
+        below, above = self.threshold - lo, hi - self.threshold
+        band = (max(0.0, threshold - below), min(1.0, threshold + above))
+        return dataclasses.replace(self, threshold=threshold, uncertain_band=band)
+
+
+@dataclass
+class ConVitXConfig:
+    name: str = "convitx_tiny"
+    branches: list[BranchConfig] = field(default_factory=list)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    decision: DecisionRule = field(default_factory=DecisionRule)
+    head_hidden: int = 256
+    dropout: float = 0.2
+    # Free-form provenance (data, metrics, command line); never read by the model.
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.branches = [b if isinstance(b, BranchConfig) else _from_dict(BranchConfig, b) for b in self.branches]
+        if isinstance(self.preprocess, dict):
+            self.preprocess = _from_dict(PreprocessConfig, self.preprocess)
+        if isinstance(self.decision, dict):
+            self.decision = _from_dict(DecisionRule, self.decision)
+        names = [b.name for b in self.branches]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"a ConVitX needs one or more uniquely named branches, got {names}")
+
+    # Shortcuts the rest of the code reads often.
+    @property
+    def labels(self) -> tuple[str, str]:
+        return self.decision.labels
+
+    @property
+    def views(self) -> set[str]:
+        return {b.view for b in self.branches}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ConVitXConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown ConVitX config keys: {sorted(unknown)}")
-        return cls(**data)
+        if "convnext" in data and "branches" not in data:
+            data = _from_legacy(data)
+        return _from_dict(cls, dict(data))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -81,8 +198,22 @@ class ConVitXConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def with_threshold(self, threshold: float) -> "ConVitXConfig":
-        """Move the decision threshold, shifting the uncertain band with it."""
-        lo, hi = self.uncertain_band
-        below, above = self.threshold - lo, hi - self.threshold
-        band = (max(0.0, threshold - below), min(1.0, threshold + above))
-        return dataclasses.replace(self, threshold=threshold, uncertain_band=band)
+        return dataclasses.replace(self, decision=self.decision.with_threshold(threshold))
+
+
+def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """The 0.1 flat layout (one ``convnext`` and one ``swin`` on a squashed image) as branches.
+
+    Kept so the first embedded model can still be loaded and compared with its successors.
+    """
+    data = dict(data)
+    size = data.pop("image_size", 224)
+    branches = [
+        {"name": "convnext", "model": data.pop("convnext"), "kwargs": data.pop("convnext_kwargs", {}), "view": "global"},
+        {"name": "swin", "model": data.pop("swin"), "kwargs": data.pop("swin_kwargs", {}), "view": "global"},
+    ]
+    preprocess = {"global_size": size, "mean": data.pop("mean", IMAGENET_MEAN), "std": data.pop("std", IMAGENET_STD)}
+    decision = {k: data.pop(k) for k in ("temperature", "threshold", "uncertain_band", "labels") if k in data}
+    meta = dict(data.pop("meta", {}))
+    meta["legacy_layout"] = True
+    return {**data, "branches": branches, "preprocess": preprocess, "decision": decision, "meta": meta}

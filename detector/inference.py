@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cam import logits_and_cam, overlay_heatmap, resize_heatmap
-from .config import UNCERTAIN, ConVitXConfig
+from .cam import logits_and_cams, normalise, overlay_heatmap, resize_heatmap, stitch_tiles
+from .config import ConVitXConfig
 from .hub import CARD_NAME, default_model_ref, load_checkpoint
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .model import ConVitX
-from .transforms import build_eval_transform
+from .transforms import ImageViews, check_judgeable, collate_views, global_view, image_to_views
 
 HEATMAP_MAX_SIDE = 768  # heatmaps keep the image's aspect, capped so a 40 MP photo costs no 160 MB map
 
@@ -29,8 +29,10 @@ class Prediction:
     probabilities: dict[str, float]
     threshold: float
     uncertain_band: tuple[float, float]
-    heatmap: np.ndarray | None = field(default=None, repr=False)
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # fused over branches, image aspect, [0, 1]
     image: Image.Image | None = field(default=None, repr=False)
+    branch_heatmaps: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # same size, per branch
+    tiles: int = 0  # native-resolution tiles the score is averaged over
 
     def to_dict(self) -> dict:
         """JSON-friendly: no arrays, no images."""
@@ -40,12 +42,15 @@ class Prediction:
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
             "threshold": self.threshold,
             "uncertain_band": list(self.uncertain_band),
+            "tiles": self.tiles,
         }
 
-    def overlay(self, image_weight: float = 0.55) -> Image.Image:
+    def overlay(self, image_weight: float = 0.55, branch: str | None = None) -> Image.Image:
+        """The fused heatmap over the image, or one branch's (``branch="convnext"``)."""
         if self.heatmap is None or self.image is None:
             raise ValueError("this prediction was made without a heatmap (cam=False)")
-        return overlay_heatmap(self.image, self.heatmap, image_weight)
+        heatmap = self.heatmap if branch is None else self.branch_heatmaps[branch]
+        return overlay_heatmap(self.image, heatmap, image_weight)
 
 
 class Detector:
@@ -54,8 +59,7 @@ class Detector:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.source = source
-        self.transform = build_eval_transform(self.config)
-        # Grad-CAM registers hooks on the shared model: one request at a time.
+        # One model shared by threads: one forward at a time (torch already uses every core).
         self._lock = threading.Lock()
 
     @classmethod
@@ -84,10 +88,11 @@ class Detector:
         return folder / CARD_NAME if folder and (folder / CARD_NAME).is_file() else None
 
     def decide(self, p_fake: float) -> str:
-        lo, hi = self.config.uncertain_band
-        if lo < p_fake < hi:
-            return UNCERTAIN
-        return self.config.labels[1] if p_fake >= self.config.threshold else self.config.labels[0]
+        return self.config.decision.decide(p_fake)
+
+    def check_judgeable(self, image: Image.Image) -> None:
+        """Raise ``CannotJudgeError`` for an image too small or flat to judge (cheap; before batching)."""
+        check_judgeable(image, self.config.preprocess, global_view(image, 64))
 
     def predict(self, image: ImageSource, cam: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prediction:
         return self.predict_batch([image], cam=cam, max_pixels=max_pixels)[0]
@@ -103,33 +108,56 @@ class Detector:
         return results
 
     def predict_decoded(self, images: list[Image.Image], cam: bool = False) -> list[Prediction]:
-        """One batch of images already through ``load_image`` (RGB): no second decode or copy."""
-        batch = torch.stack([self.transform(image) for image in images]).to(self.device)
+        """One batch of images already through ``load_image`` (RGB): no second decode or copy.
+
+        Raises ``CannotJudgeError`` if one of them is too small or flat (``check_judgeable`` first to skip it).
+        """
+        views = [image_to_views(image, self.config.preprocess) for image in images]
+        tiles, owner, global_view_ = (t.to(self.device) for t in collate_views(views))
         with self._lock:
             if cam:
-                logits, heatmaps = logits_and_cam(self.model, batch)
+                logits, cams = logits_and_cams(self.model, tiles, owner, global_view_)
             else:
                 with torch.inference_mode():
-                    logits, heatmaps = self.model(batch), None
-        probs = torch.softmax(logits.float() / self.config.temperature, dim=1).cpu().numpy()
+                    logits, cams = self.model(tiles, owner, global_view_), None
+        p_fake = self.config.decision.p_fake(logits)
+        labels = self.config.labels
         results = []
-        for i, image in enumerate(images):
-            p_fake = float(probs[i, 1])
-            heatmap = None
-            if heatmaps is not None:
-                heatmap = resize_heatmap(heatmaps[i], _display_size(image.size))
+        offset = 0
+        for i, (image, view) in enumerate(zip(images, views)):
+            n_tiles = len(view.boxes)
+            fused, per_branch = None, {}
+            if cams is not None:
+                per_branch = self._branch_heatmaps(cams, i, offset, view)
+                fused = normalise(np.mean(list(per_branch.values()), axis=0))
+            offset += n_tiles
+            p = float(p_fake[i])
             results.append(
                 Prediction(
-                    p_fake=p_fake,
-                    label=self.decide(p_fake),
-                    probabilities={self.config.labels[0]: float(probs[i, 0]), self.config.labels[1]: p_fake},
-                    threshold=self.config.threshold,
-                    uncertain_band=tuple(self.config.uncertain_band),
-                    heatmap=heatmap,
+                    p_fake=p,
+                    label=self.decide(p),
+                    probabilities={labels[0]: 1.0 - p, labels[1]: p},
+                    threshold=self.config.decision.threshold,
+                    uncertain_band=tuple(self.config.decision.uncertain_band),
+                    heatmap=fused,
                     image=image if cam else None,
+                    branch_heatmaps=per_branch,
+                    tiles=n_tiles,
                 )
             )
         return results
+
+    def _branch_heatmaps(self, cams: dict[str, np.ndarray], index: int, offset: int, view: ImageViews) -> dict[str, np.ndarray]:
+        display = _display_size(view.size)
+        maps = {}
+        for branch in self.config.branches:
+            cam = cams[branch.name]
+            if branch.view == "tiles":
+                heatmap = stitch_tiles(cam[offset : offset + len(view.boxes)], view, self.config.preprocess.tile_size, display)
+            else:
+                heatmap = resize_heatmap(cam[index], display)
+            maps[branch.name] = normalise(heatmap)
+        return maps
 
 
 def _display_size(size: tuple[int, int]) -> tuple[int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from .config import ConVitXConfig
+from .config import BranchConfig, ConVitXConfig, PreprocessConfig
 
 _REGISTRY: dict[str, Callable[[], ConVitXConfig]] = {}
 
@@ -26,12 +26,18 @@ def get_config(name: str, **overrides) -> ConVitXConfig:
 
 @register
 def convitx_large() -> ConVitXConfig:
-    """The flagship: ConvNeXt-Large + Swin-Base at 224 px. Weights live on the Hub."""
+    """The flagship: ConvNeXt-Large on native 224 px tiles + Swin-Base on a 224 px global view.
+
+    Meant to be fine-tuned from ImageNet weights on a GPU (configs/convitx_large.yaml); weights live on the Hub.
+    RGB tiles rather than a residual input: the pretrained stem expects RGB statistics.
+    """
     return ConVitXConfig(
         name="convitx_large",
-        convnext="convnext_large",
-        swin="swin_base_patch4_window7_224",
-        image_size=224,
+        branches=[
+            BranchConfig("convnext", "convnext_large", view="tiles", input="rgb"),
+            BranchConfig("swin", "swin_base_patch4_window7_224", view="global", input="rgb"),
+        ],
+        preprocess=PreprocessConfig(tile_size=224, max_tiles=8, train_tiles=2, global_size=224),
         head_hidden=512,
         dropout=0.3,
     )
@@ -39,28 +45,26 @@ def convitx_large() -> ConVitXConfig:
 
 @register
 def convitx_small() -> ConVitXConfig:
-    """The embedded default: narrow ConvNeXt + 3-stage Swin at 64 px (~0.9 M params).
+    """The embedded default, trained on 2 CPU cores: a narrow BatchNorm ConvNeXt on native 64 px tiles
+    of RGB + neighbouring-pixel residual, and a 3-stage Swin on a 64 px global view (~0.9 M params).
 
-    Sized to train at ~200 images/s on 2 CPU cores; Swin ends at 4x4 so the
-    Grad-CAM map is finer than ConvNeXt's 2x2. The ConvNeXt branch uses the
-    BatchNorm variant (the ConvNeXt paper's BN-vs-LN ablation): trained from
-    scratch here it learned CIFAKE markedly faster (val AUC 0.80 vs 0.72 after
-    200 steps of the branch alone), and no ImageNet weights are at hand.
+    BatchNorm rather than LayerNorm in ConvNeXt (the ConvNeXt paper's ablation): from scratch it learned
+    markedly faster here. The ablation behind the views and inputs is in weights/README.md.
     """
     return ConVitXConfig(
         name="convitx_small",
-        convnext="convnext_atto",
-        convnext_kwargs={"dims": (24, 48, 96, 192), "depths": (1, 1, 3, 1), "norm_layer": "batchnorm2d", "conv_mlp": True},
-        swin="swin_tiny_patch4_window7_224",
-        swin_kwargs={
-            "img_size": 64,
-            "patch_size": 4,
-            "window_size": 4,
-            "embed_dim": 32,
-            "depths": (1, 2, 2),
-            "num_heads": (1, 2, 4),
-        },
-        image_size=64,
+        branches=[
+            BranchConfig(
+                "convnext", "convnext_atto", view="tiles", input="rgb+npr",
+                kwargs={"dims": (24, 48, 96, 192), "depths": (1, 1, 3, 1), "norm_layer": "batchnorm2d", "conv_mlp": True},
+            ),
+            BranchConfig(
+                "swin", "swin_tiny_patch4_window7_224", view="global", input="rgb",
+                kwargs={"img_size": 64, "patch_size": 4, "window_size": 4, "embed_dim": 32,
+                        "depths": (1, 2, 2), "num_heads": (1, 2, 4)},
+            ),
+        ],
+        preprocess=PreprocessConfig(tile_size=64, max_tiles=16, train_tiles=2, global_size=64),
         head_hidden=128,
         dropout=0.2,
     )
@@ -68,21 +72,38 @@ def convitx_small() -> ConVitXConfig:
 
 @register
 def convitx_tiny() -> ConVitXConfig:
-    """For tests: the same code path, well under a million parameters."""
+    """For tests: the same code path (tiles + global view), well under a million parameters."""
     return ConVitXConfig(
         name="convitx_tiny",
-        convnext="convnext_atto",
-        convnext_kwargs={"dims": (8, 16, 16, 32), "depths": (1, 1, 1, 1)},
-        swin="swin_tiny_patch4_window7_224",
-        swin_kwargs={
-            "img_size": 64,
-            "patch_size": 4,
-            "window_size": 4,
-            "embed_dim": 16,
-            "depths": (1, 1),
-            "num_heads": (1, 2),
-        },
-        image_size=64,
+        branches=[
+            BranchConfig("convnext", "convnext_atto", view="tiles", input="rgb+npr",
+                         kwargs={"dims": (8, 16, 16, 32), "depths": (1, 1, 1, 1)}),
+            BranchConfig(
+                "swin", "swin_tiny_patch4_window7_224", view="global", input="rgb",
+                kwargs={"img_size": 64, "patch_size": 4, "window_size": 4, "embed_dim": 16,
+                        "depths": (1, 1), "num_heads": (1, 2)},
+            ),
+        ],
+        preprocess=PreprocessConfig(tile_size=32, max_tiles=6, train_tiles=2, global_size=64),
         head_hidden=32,
         dropout=0.0,
     )
+
+
+# Ablation variants of convitx_small (weights/README.md "Design ablation"): same size, one choice changed.
+@register
+def convitx_small_rgb_tiles() -> ConVitXConfig:
+    """convitx_small with plain RGB tiles (no neighbouring-pixel residual)."""
+    config = convitx_small()
+    config.name = "convitx_small_rgb_tiles"
+    config.branches[0] = dataclasses.replace(config.branches[0], input="rgb")
+    return config
+
+
+@register
+def convitx_small_squashed() -> ConVitXConfig:
+    """The 0.1 design: both branches on the whole image squashed to 64 px (no tiles)."""
+    config = convitx_small()
+    config.name = "convitx_small_squashed"
+    config.branches = [dataclasses.replace(b, view="global", input="rgb") for b in config.branches]
+    return config

@@ -1,75 +1,94 @@
-"""Training augmentation, applied identically to both classes.
+"""Training views and augmentation, applied identically to both classes.
 
-The robustness part (JPEG re-compression, blur, down-and-up resizing) is what
-stops a detector from learning file-format shortcuts instead of generation
-traces. Everything ends in the detector's own eval transform.
+Tiles keep the pixel grid: flips, 90-degree rotations, colour jitter and random
+masking never resample. Web damage (a resize of the whole image, JPEG
+re-compression at a random quality and grid phase) is applied to *both*
+classes, so the model learns to survive the web rather than to detect
+resampling. The tiles themselves are never resized.
 """
 from __future__ import annotations
 
 import io
 import random
 
-from PIL import Image, ImageFilter
+import numpy as np
 import torch
-from torchvision.transforms import v2 as T
+from PIL import Image, ImageFilter
 from torchvision.transforms.v2 import functional as TF
 
-from detector.config import ConVitXConfig
-from detector.transforms import build_eval_transform
+from detector.config import PreprocessConfig
+from detector.transforms import global_view, mirror_pad, normalize
+
+RESAMPLERS = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS, Image.Resampling.BOX)
 
 
-class RandomDownUp(torch.nn.Module):
-    """Shrink by a random factor and scale back: the lost detail of a re-shared image."""
-
-    def __init__(self, factor: tuple[float, float] = (0.35, 0.9)):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        height, width = image.shape[-2:]
-        factor = random.uniform(*self.factor)
-        small = TF.resize(image, [max(8, round(height * factor)), max(8, round(width * factor))], antialias=True)
-        return TF.resize(small, [height, width], interpolation=T.InterpolationMode.BICUBIC, antialias=True)
+def _jpeg(array: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
-class WorkingCrop(torch.nn.Module):
-    """Random resized crop to a working size between the model size and twice it.
+class TrainViews:
+    """PIL image -> (tiles (n, 3, t, t), global view (3, g, g)), normalised, augmented.
 
-    Degrading at up to 2x the model resolution keeps the augmentations' effect on
-    what the model sees, at ~1 ms instead of ~100 ms for a 512 px image; a 32 px
-    CIFAKE image is not blown up to 128 px only to be shrunk again.
+    ``strength`` scales the probability of every degradation (0 turns them off,
+    leaving only flips, rotations and crops).
     """
 
-    def __init__(self, image_size: int, scale: tuple[float, float] = (0.5, 1.0)):
-        super().__init__()
-        self.image_size, self.scale = image_size, scale
+    def __init__(self, config: PreprocessConfig, strength: float = 1.0, tiles: int | None = None):
+        self.config, self.strength = config, strength
+        self.tiles = tiles or config.train_tiles
 
-    def forward(self, image):
-        size = int(min(2 * self.image_size, max(self.image_size, *TF.get_size(image))))
-        top, left, height, width = T.RandomResizedCrop.get_params(image, self.scale, (3 / 4, 4 / 3))
-        return TF.resized_crop(image, top, left, height, width, [size, size],
-                               interpolation=T.InterpolationMode.BICUBIC, antialias=True)
+    def _p(self, base: float) -> bool:
+        return random.random() < min(1.0, base * self.strength)
 
-
-def build_train_transform(config: ConVitXConfig, strength: float = 1.0) -> T.Compose:
-    """Crop on PIL, augment as a uint8 tensor, finish with the detector's eval transform.
-
-    ``strength`` scales the probability of every robustness augmentation (0 turns them off).
-    """
-    p = lambda base: min(1.0, base * strength)  # noqa: E731
-    return T.Compose(
-        [
-            WorkingCrop(config.image_size),
-            T.PILToTensor(),
-            T.RandomApply([RandomDownUp()], p=p(0.25)),
-            T.RandomApply([T.GaussianBlur(kernel_size=5, sigma=(0.1, 1.5))], p=p(0.2)),
-            T.RandomApply([T.JPEG(quality=(40, 95))], p=p(0.5)),
-            T.RandomHorizontalFlip(),
-            T.RandomApply([T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR)], p=p(0.2)),
-            T.RandomApply([T.ColorJitter(0.2, 0.2, 0.2)], p=p(0.5)),  # no hue: 3/4 of jitter's cost
-            build_eval_transform(config),
-        ]
-    )
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        tile = self.config.tile_size
+        if self._p(0.3) and min(image.size) > 2 * self.config.min_side:
+            # A re-shared copy: the whole image resized (down, or slightly up), any resampler.
+            factor = random.uniform(0.5, 1.25)
+            size = (max(8, round(image.width * factor)), max(8, round(image.height * factor)))
+            image = image.resize(size, random.choice(RESAMPLERS))
+        glob = global_view(image, self.config.global_size)
+        quality = random.randint(50, 95) if self._p(0.5) else None
+        margin = 8 if quality else 0  # JPEG a slightly larger crop, then cut: a random 8x8 grid phase
+        array = np.asarray(image)
+        array, _, _ = mirror_pad(array, tile + margin)
+        height, width = array.shape[:2]
+        crops = []
+        for _ in range(self.tiles):
+            y, x = random.randint(0, height - tile - margin), random.randint(0, width - tile - margin)
+            crop = array[y : y + tile + margin, x : x + tile + margin]
+            if quality:
+                dy, dx = random.randint(0, margin), random.randint(0, margin)
+                crop = _jpeg(np.ascontiguousarray(crop), quality)[dy : dy + tile, dx : dx + tile]
+            if self._p(0.1):
+                crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).filter(
+                    ImageFilter.GaussianBlur(radius=random.uniform(0.3, 1.0))))
+            crop = np.rot90(crop, random.randint(0, 3))
+            crops.append(crop[:, ::-1] if random.random() < 0.5 else crop)
+        tiles = torch.from_numpy(np.stack([np.ascontiguousarray(c) for c in crops])).permute(0, 3, 1, 2)
+        glob_t = torch.from_numpy(np.array(glob)).permute(2, 0, 1)
+        if random.random() < 0.5:
+            glob_t = TF.horizontal_flip(glob_t)
+        if self._p(0.5):
+            # One jitter for the whole image: its tiles and global view stay consistent.
+            brightness, contrast, saturation = (random.uniform(0.8, 1.2) for _ in range(3))
+            both = torch.cat([tiles, glob_t[None]], 0) if tile == self.config.global_size else None
+            jitter = lambda t: TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(t, brightness), contrast), saturation)  # noqa: E731
+            if both is not None:
+                both = jitter(both)
+                tiles, glob_t = both[:-1], both[-1]
+            else:
+                tiles, glob_t = jitter(tiles), jitter(glob_t[None])[0]
+        tiles = normalize(tiles, self.config, channels_last=False)
+        if self._p(0.2):
+            # SAFE's RandomMask: hide a patch, so no single spot carries the verdict.
+            for t in tiles:
+                h, w = random.randint(tile // 8, tile // 2), random.randint(tile // 8, tile // 2)
+                y, x = random.randint(0, tile - h), random.randint(0, tile - w)
+                t[:, y : y + h, x : x + w] = 0.0
+        return tiles, normalize(glob_t, self.config, channels_last=False)
 
 
 # Fixed degradations for the robustness table: name -> PIL function.
@@ -91,10 +110,18 @@ def blur(image: Image.Image) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(radius=1.0))
 
 
+def center_crop(image: Image.Image, fraction: float = 0.7) -> Image.Image:
+    width, height = image.size
+    w, h = max(1, round(width * fraction)), max(1, round(height * fraction))
+    left, top = (width - w) // 2, (height - h) // 2
+    return image.crop((left, top, left + w, top + h))
+
+
 DEGRADATIONS = {
     "clean": lambda image: image,
     "jpeg_q75": jpeg(75),
     "jpeg_q50": jpeg(50),
     "resize_0.5x": half_size,
     "blur_r1": blur,
+    "crop_0.7": center_crop,
 }

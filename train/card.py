@@ -4,10 +4,14 @@ from __future__ import annotations
 from detector.config import ConVitXConfig
 
 
-def _table(metrics: dict, columns=("n", "accuracy", "precision", "recall", "f1", "auc", "fpr")) -> str:
+COLUMNS = ("n", "accuracy", "auc", "fpr", "ai_verdicts", "ai_precision", "real_verdicts", "real_precision", "uncertain_rate")
+
+
+def _table(metrics: dict, columns=COLUMNS) -> str:
     lines = ["| set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in metrics.items():
-        cells = [f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
+        cells = [f"{row[c]:.4f}" if isinstance(row.get(c), float) else "" if row.get(c) is None else str(row[c])
+                 for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -15,7 +19,8 @@ def _table(metrics: dict, columns=("n", "accuracy", "precision", "recall", "f1",
 def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: dict | None = None) -> str:
     meta = config.meta
     calib = meta.get("calibration", {})
-    lo, hi = config.uncertain_band
+    rule, pre = config.decision, config.preprocess
+    lo, hi = rule.uncertain_band
     parts = [
         "---",
         "library_name: convitx",
@@ -38,10 +43,12 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         "```",
         "",
         "## Model",
-        f"- ConvNeXt branch: `{config.convnext}` {config.convnext_kwargs or ''}",
-        f"- Swin branch: `{config.swin}` {config.swin_kwargs or ''}",
-        f"- Input: whole image resized to {config.image_size}x{config.image_size}, ImageNet normalisation",
-        f"- Decision: temperature {config.temperature:.3f}; `ai_generated` when p >= {config.threshold:.3f};"
+        *[f"- Branch `{b.name}`: timm `{b.model}` on the {b.view} view, {b.input} input"
+          f"{' (frozen)' if b.frozen else ''}; {b.kwargs or ''}" for b in config.branches],
+        f"- Views: native-resolution {pre.tile_size} px tiles (never resized; at most {pre.max_tiles} per image,"
+        f" on an even grid; images smaller than a tile are mirror-padded), and the whole image at"
+        f" {pre.global_size}x{pre.global_size}. Tile features are averaged per image before the fused head.",
+        f"- Decision: temperature {rule.temperature:.3f}; `ai_generated` when p >= {rule.threshold:.3f};"
         f" `uncertain` when {lo:.3f} < p < {hi:.3f}",
         "",
         "## Training data",
@@ -51,6 +58,17 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         f"- Threshold chosen on validation so that at most {calib.get('max_fpr', 0.05):.0%} of real images"
         " (averaged over sources) are flagged.",
     ]
+    precision = calib.get("verdict_precision")
+    if precision:
+        parts += ["", "## Calibration", ""]
+        for name, info in precision.items():
+            value = "n/a" if info["precision"] is None else f"{info['precision']:.1%}"
+            parts.append(f"- `{name}` verdicts on validation: {value} precise (target {info['target']:.0%}, averaged"
+                         f" over sources): {'reached' if info['reached'] else '**NOT reached** within the allowed band'}")
+        for warning in calib.get("warnings", []):
+            parts.append(f"- **Warning:** {warning}")
+    if meta.get("ablation"):
+        parts += ["", "## Design ablation", "", meta["ablation"]]
     if meta.get("validation_metrics"):
         parts += ["", "## Validation (calibrated threshold)", "", _table(meta["validation_metrics"])]
     if evaluation:

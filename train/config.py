@@ -30,10 +30,18 @@ class TrainConfig:
     cifake_share: float = 0.5  # fraction of each epoch drawn from CIFAKE when present
     val_fraction: float = 0.1
     num_workers: int = 1
-    cache_max_side: int = 256
+    cache_max_side: int = 0  # 0 keeps decoded images at native size: tiles must see the original pixel grid
     mixed_precision: str = "auto"  # auto | no | fp16 | bf16
     seed: int = 0
     max_fpr: float = 0.05  # threshold chosen on validation so real photos are flagged at most this often
+    min_precision: float = 0.95  # the uncertain band is widened until both verdicts are this precise on validation
+    max_half_width: float = 0.45  # ... but no wider than this on either side of the threshold
+    # Initialisation (timm-style): branch names (or "all") to start from timm's pretrained weights,
+    # "branch=path/to/timm-format.safetensors" files, and branches to keep frozen.
+    pretrained: Optional[list[str]] = None
+    init_from: Optional[list[str]] = None
+    freeze: Optional[list[str]] = None
+    lr_backbone: Optional[float] = None  # learning rate of the backbones (default: lr); the head uses lr
     push_to_hub: Optional[str] = None  # org/name
     hub_revision: Optional[str] = None
     hub_private: bool = False

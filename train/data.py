@@ -165,11 +165,11 @@ def sample_weights(records: list[Record], source_share: dict[str, float] | None 
 
 
 class ImageDataset(Dataset):
-    """Decodes with the detector's ``load_image``, optionally caching a downscaled copy.
+    """Decodes with the detector's ``load_image`` and keeps the decoded image in memory (per worker),
+    so a 512 px JPEG is not decoded again every epoch.
 
-    ``cache_max_side`` keeps a decoded thumbnail in memory (per worker) so a
-    512 px JPEG is not decoded again every epoch; it stays well above the model
-    resolution so crops and re-compression still see real detail.
+    ``cache_max_side`` (0: never) shrinks what is kept; native-resolution tiles
+    need the original pixel grid, so the default keeps images as they are.
     """
 
     def __init__(self, records: list[Record], transform, cache_max_side: int | None = None):
@@ -186,10 +186,9 @@ class ImageDataset(Dataset):
             return self._cache[index]
         record = self.records[index]
         image = load_image(record.image)
-        if self.cache_max_side:
-            if max(image.size) > self.cache_max_side:
-                image.thumbnail((self.cache_max_side, self.cache_max_side), Image.Resampling.LANCZOS)
-            self._cache[index] = image
+        if self.cache_max_side and max(image.size) > self.cache_max_side:
+            image.thumbnail((self.cache_max_side, self.cache_max_side), Image.Resampling.LANCZOS)
+        self._cache[index] = image
         return image
 
     def __getitem__(self, index: int):

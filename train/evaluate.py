@@ -10,7 +10,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
@@ -29,24 +28,21 @@ def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] 
     records = load_records(data, split=split, sources=sources)
     labels = np.array([r.label for r in records])
 
+    rule = config.decision
+
     def p_fake(degrade=None) -> np.ndarray:
-        logits = predict_logits(model, records, degrade=degrade, num_workers=num_workers)
-        return torch.softmax(logits / config.temperature, dim=1)[:, 1].numpy()
+        return rule.p_fake(predict_logits(model, records, degrade=degrade, num_workers=num_workers))
 
     clean = p_fake()
-    lo, hi = config.uncertain_band
     result = {
         "model": str(model_ref),
         "data": data,
         "split": split,
-        "threshold": config.threshold,
-        "temperature": config.temperature,
-        "uncertain_band": [lo, hi],
-        "per_source": per_source_metrics(records, clean, config.threshold),
+        "threshold": rule.threshold,
+        "temperature": rule.temperature,
+        "uncertain_band": list(rule.uncertain_band),
+        "per_source": per_source_metrics(records, clean, rule),
     }
-    for name, metrics in result["per_source"].items():
-        mask = np.ones(len(records), bool) if name == "overall" else np.array([r.source == name for r in records])
-        metrics["uncertain_rate"] = float(((clean[mask] > lo) & (clean[mask] < hi)).mean())
 
     if robustness:
         table: dict[str, dict[str, float | None]] = {}
@@ -87,7 +83,7 @@ def _aucs(records: list[Record], scores: np.ndarray) -> dict[str, float | None]:
 
 
 def to_markdown(result: dict) -> str:
-    cols = ("n", "accuracy", "precision", "recall", "f1", "auc", "fpr", "uncertain_rate")
+    cols = ("n", "accuracy", "auc", "fpr", "ai_precision", "real_precision", "uncertain_rate")
     lines = [f"Model `{result['model']}` on `{result['data']}` ({result['split']}), threshold {result['threshold']:.3f}",
              "", "| source | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in result["per_source"].items():

@@ -6,6 +6,7 @@ Accelerate picks up the process group from the environment.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,12 +21,13 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from detector.config import DecisionRule
 from detector.hub import load_checkpoint, save_checkpoint
 from detector.model import ConVitX
 from detector.registry import get_config
 
-from .augment import build_train_transform
-from .calibrate import choose_band, choose_threshold, fit_temperature
+from .augment import TrainViews
+from .calibrate import calibrate_rule
 from .card import build_card
 from .checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from .config import TrainConfig
@@ -96,11 +98,40 @@ def lr_at(step: int, total: int, warmup: int, base: float, min_ratio: float) -> 
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def _param_groups(model: torch.nn.Module, weight_decay: float, lr_scale_backbone: float = 1.0) -> list[dict]:
+    """No decay on norms and biases; backbones may learn at their own rate (``lr_scale``)."""
+    groups: dict[tuple[bool, float], list] = {}
     for name, param in model.named_parameters():
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if not param.requires_grad:
+            continue
+        scale = lr_scale_backbone if name.startswith("branches.") else 1.0
+        groups.setdefault((param.ndim <= 1 or name.endswith(".bias"), scale), []).append(param)
+    return [{"params": params, "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
+            for (no_decay, scale), params in groups.items()]
+
+
+def build_model(cfg: TrainConfig) -> ConVitX:
+    """The registry config with the run's overrides, initialised the way timm users expect."""
+    overrides = {"dropout": cfg.dropout} if cfg.dropout is not None else {}
+    config = get_config(cfg.model, **overrides)
+    names = [b.name for b in config.branches]
+    pretrained: dict[str, bool | str] = {}
+    for name in cfg.pretrained or []:
+        for branch in names if name == "all" else [name]:
+            pretrained[branch] = True
+    for spec in cfg.init_from or []:
+        branch, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"--init-from {spec!r}: expected BRANCH=FILE with an existing timm-format file")
+        pretrained[branch] = path
+    frozen = set(names if "all" in (cfg.freeze or []) else (cfg.freeze or []))
+    unknown = (set(pretrained) | frozen) - set(names)
+    if unknown:
+        raise SystemExit(f"unknown branch(es) {sorted(unknown)}; {cfg.model} has {names}")
+    config.branches = [dataclasses.replace(b, frozen=b.name in frozen) for b in config.branches]
+    config.meta["init"] = {name: ("timm pretrained" if init is True else f"file {Path(init).name}")
+                           for name, init in pretrained.items()}
+    return ConVitX(config, pretrained=pretrained)
 
 
 def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
@@ -116,10 +147,10 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
     train_records, val_records = train_and_validation(cfg)
     log(f"data: {len(train_records)} train / {len(val_records)} validation images from {cfg.data}")
 
-    overrides = {"dropout": cfg.dropout} if cfg.dropout is not None else {}
-    model_config = get_config(cfg.model, **overrides)
-    model = ConVitX(model_config)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    model = build_model(cfg)
+    model_config = model.config
+    lr_scale = (cfg.lr_backbone / cfg.lr) if cfg.lr_backbone else 1.0
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, lr_scale), lr=cfg.lr)
 
     start_epoch, best_auc = 0, -1.0
     resume_from = latest_checkpoint(out)
@@ -142,7 +173,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         sample_weights(train_records, share), cfg.samples_per_epoch, cfg.seed,
         accelerator.process_index, accelerator.num_processes,
     )
-    dataset = ImageDataset(train_records, build_train_transform(model_config, cfg.augment_strength), cfg.cache_max_side)
+    dataset = ImageDataset(train_records, TrainViews(model_config.preprocess, cfg.augment_strength), cfg.cache_max_side)
     loader = DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0, drop_last=True, pin_memory=torch.cuda.is_available(),
@@ -159,12 +190,15 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
         started, seen, running = time.time(), 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
                    file=sys.stderr, mininterval=5)
-        for step, (images, labels) in enumerate(bar):
+        for step, ((tiles, global_view), labels) in enumerate(bar):
             global_step = epoch * steps_per_epoch + step
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(global_step, total_steps, warmup_steps, cfg.lr, cfg.min_lr_ratio)
-            images, labels = images.to(accelerator.device), labels.to(accelerator.device)
-            loss = criterion(model(images), labels)
+                group["lr"] = lr_at(global_step, total_steps, warmup_steps, cfg.lr, cfg.min_lr_ratio) * group["lr_scale"]
+            # (images, tiles per image, C, t, t) -> one flat batch of tiles, each tagged with its image.
+            owner = torch.arange(len(labels)).repeat_interleave(tiles.shape[1]).to(accelerator.device)
+            tiles, global_view = tiles.flatten(0, 1).to(accelerator.device), global_view.to(accelerator.device)
+            labels = labels.to(accelerator.device)
+            loss = criterion(model(tiles, owner, global_view), labels)
             accelerator.backward(loss)
             if cfg.grad_clip:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -183,7 +217,7 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
                 "epoch": epoch + 1,
                 "train_loss": running / max(1, steps_per_epoch),
                 "train_images_per_s": seen * accelerator.num_processes / (time.time() - started),
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": lr_at(global_step, total_steps, warmup_steps, cfg.lr, cfg.min_lr_ratio),
                 "val_auc": val["overall"]["auc"],
                 "val_macro_auc": val["overall"]["macro_auc"],
                 "val_accuracy": val["overall"]["accuracy"],
@@ -215,32 +249,32 @@ def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
 
 def _validate(model: ConVitX, records: list[Record], device, num_workers: int) -> dict:
     logits = predict_logits(model, records, device=device, num_workers=num_workers)
-    p_fake = torch.softmax(logits, dim=1)[:, 1].numpy()
     model.train()
-    return per_source_metrics(records, p_fake, 0.5)
+    rule = DecisionRule(labels=model.config.labels)  # uncalibrated: 0.5, for model selection by AUC
+    return per_source_metrics(records, rule.p_fake(logits), rule)
 
 
 def calibrate_checkpoint(folder: Path, val_records: list[Record], cfg: TrainConfig, device="cpu",
                          train_records: list[Record] | None = None, command: str | None = None) -> dict:
-    """Fit temperature, threshold and uncertain band on validation data; rewrite config + card."""
+    """Fit the decision rule on validation data; rewrite config + card. Loud when a precision target is missed."""
     model, config, _ = load_checkpoint(folder)
     logits = predict_logits(model.to(device), val_records, device=device, num_workers=cfg.num_workers)
     labels = np.array([r.label for r in val_records])
     sources = np.array([r.source for r in val_records])
-    temperature = fit_temperature(logits, torch.as_tensor(labels))
-    p_fake = torch.softmax(logits / temperature, dim=1)[:, 1].numpy()
-    threshold = choose_threshold(p_fake, labels, sources, cfg.max_fpr)
-    band = choose_band(p_fake, labels, threshold)
-    metrics = per_source_metrics(val_records, p_fake, threshold)
-    config.temperature, config.threshold, config.uncertain_band = temperature, threshold, band
+    rule, report = calibrate_rule(logits, labels, sources, max_fpr=cfg.max_fpr, min_precision=cfg.min_precision,
+                                  max_half_width=cfg.max_half_width, labels_names=config.labels)
+    for line in report["warnings"]:
+        print(f"WARNING (calibration): {line}", file=sys.stderr)
+    p_fake = rule.p_fake(logits)
+    metrics = per_source_metrics(val_records, p_fake, rule)
+    config.decision = rule
     config.meta.update(
         {
             "train_data": cfg.data,
             "train_sources": sorted({r.source for r in (train_records or [])}),
             "train_images": len(train_records or []),
             "validation_images": len(val_records),
-            "calibration": {"temperature": temperature, "threshold": threshold, "uncertain_band": list(band),
-                            "max_fpr": cfg.max_fpr, "fitted_on": "validation split held out from train"},
+            "calibration": {**report, "max_fpr": cfg.max_fpr, "fitted_on": "validation split held out from train"},
             "validation_metrics": metrics,
         }
     )
