@@ -39,6 +39,11 @@ def tile_counts(width: int, height: int, tile: int, max_tiles: int) -> tuple[int
         return across, down
     scale = math.sqrt(max_tiles / (across * down))
     across, down = max(1, min(across, math.floor(across * scale))), max(1, min(down, math.floor(down * scale)))
+    while across * down > max_tiles:  # a side pinned at 1 tile leaves the other one over the cap
+        if across > down:
+            across -= 1
+        else:
+            down -= 1
     # Spend what is left of the budget on the side that is covered worse.
     while True:
         grow_across = (across + 1) * down <= max_tiles and across < math.ceil(width / tile)
