@@ -7,15 +7,20 @@ import time
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
+from PIL import Image
 
 from corpus import assert_readable_message, noise_rgb, save_tiny_checkpoint, torch_threads
 from detector import (
     UNCERTAIN,
+    BranchConfig,
     ConVitX,
     ConVitXConfig,
+    DecisionRule,
     Detector,
     ModelLoadError,
+    PreprocessConfig,
     create_model,
     get_config,
     list_models,
@@ -23,6 +28,8 @@ from detector import (
     save_checkpoint,
 )
 from detector.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from detector.model import pool_tiles
+from detector.transforms import collate_views, image_to_views
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -35,7 +42,7 @@ def _one_torch_thread():
         yield
 
 
-def _seeded(name: str, seed: int = 0, **overrides) -> ConVitX:
+def _seeded(name, seed: int = 0, **overrides) -> ConVitX:
     torch.manual_seed(seed)
     return create_model(name, **overrides).eval()
 
@@ -44,33 +51,18 @@ def _jsonable(config: ConVitXConfig) -> dict:
     return json.loads(json.dumps(config.to_dict()))
 
 
-def _batch(config: ConVitXConfig, n: int = 3, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, config.image_size, config.image_size, generator=generator)
+def _images(n: int = 3, seed: int = 0) -> list[Image.Image]:
+    sizes = [(64, 64), (150, 90), (40, 200), (32, 32), (300, 220)]
+    return [Image.fromarray(noise_rgb(*sizes[i % len(sizes)], seed=seed + i)) for i in range(n)]
 
 
-def _target_layer_outputs(model: ConVitX, x: torch.Tensor) -> list[torch.Tensor]:
-    """Run a forward pass and capture what each Grad-CAM target layer emits."""
-    captured: list[torch.Tensor] = []
-    hooks = [layer.register_forward_hook(lambda _m, _i, out: captured.append(out)) for layer in model.cam_target_layers]
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    assert logits.shape == (x.shape[0], 2)
-    return captured
+def _inputs(config: ConVitXConfig, images: list[Image.Image]):
+    """(tiles, owner, global_view) through the detector's own preprocessing."""
+    return collate_views([image_to_views(image, config.preprocess) for image in images])
 
 
-def _assert_nchw(model: ConVitX, outputs: list[torch.Tensor], batch: int) -> None:
-    conv_map, swin_map = outputs
-    assert conv_map.ndim == 4 and swin_map.ndim == 4
-    assert conv_map.shape[:2] == (batch, model.convnext.num_features), conv_map.shape
-    assert swin_map.shape[:2] == (batch, model.swin.num_features), swin_map.shape
-    # Square inputs give square maps; the channel axis is not hiding in the last position.
-    assert conv_map.shape[2] == conv_map.shape[3] and swin_map.shape[2] == swin_map.shape[3]
-    assert swin_map.shape[3] != model.swin.num_features
+def _with_decision(config: ConVitXConfig, **rule) -> ConVitXConfig:
+    return dataclasses.replace(config, decision=dataclasses.replace(config.decision, **rule))
 
 
 # --------------------------------------------------------------------------- registry
@@ -86,8 +78,10 @@ def test_registry_lists_every_config():
 def test_get_config_overrides_and_fresh_copies():
     config = get_config("convitx_tiny", head_hidden=7)
     assert config.head_hidden == 7 and config.name == "convitx_tiny"
-    config.convnext_kwargs["mutated"] = True
-    assert "mutated" not in get_config("convitx_tiny").convnext_kwargs, "registry configs must not share state"
+    config.branches[0].kwargs["mutated"] = True
+    config.meta["mutated"] = True
+    fresh = get_config("convitx_tiny")
+    assert "mutated" not in fresh.branches[0].kwargs and "mutated" not in fresh.meta, "registry configs must not share state"
 
 
 @pytest.mark.timeout(400)
@@ -97,26 +91,60 @@ def test_every_registered_config_builds(name, request):
     model = request.getfixturevalue("large_model")[0] if name == "convitx_large" else _seeded(name)
     assert isinstance(model, ConVitX)
     assert model.config == get_config(name)
-    assert model.convnext.num_features > 0 and model.swin.num_features > 0
+    assert list(model.branches) == [b.name for b in model.config.branches]
+    assert all(branch.num_features > 0 for branch in model.branches.values())
     assert model.head[-1].out_features == len(model.config.labels) == 2
-    assert len(model.cam_target_layers) == 2
+    assert set(model.cam_target_layers) == set(model.branches)
 
 
 @pytest.mark.parametrize("name", SMALL_NAMES)
 def test_small_models_forward(name):
     model = _seeded(name)
-    assert model.config.name == name
-    x = _batch(model.config, n=3)
+    images = _images(3)
+    tiles, owner, glob = _inputs(model.config, images)
     with torch.no_grad():
-        logits = model(x)
-    assert logits.shape == (3, 2)
-    assert logits.dtype == torch.float32
+        logits = model(tiles, owner, glob)
+    assert logits.shape == (3, 2) and logits.dtype == torch.float32
     assert torch.isfinite(logits).all()
     # One image's logits do not depend on the rest of the batch (no batch statistics in eval).
     with torch.no_grad():
-        alone = model(x[1:2])
+        alone = model(*_inputs(model.config, images[1:2]))
     torch.testing.assert_close(alone, logits[1:2], rtol=1e-4, atol=1e-5)
-    _assert_nchw(model, _target_layer_outputs(model, x), batch=3)
+    # Every branch emits an NCHW map: tiles branches one per tile, global branches one per image.
+    with torch.no_grad():
+        maps = model.forward_features(tiles, glob)
+    for branch in model.config.branches:
+        rows = tiles.shape[0] if branch.view == "tiles" else 3
+        assert maps[branch.name].shape[:2] == (rows, model.branches[branch.name].num_features), branch.name
+
+
+def test_tiles_only_and_global_only_models_run():
+    """Branches, not two hard-wired backbones: one branch per view works, and so does a third branch."""
+    base = get_config("convitx_tiny")
+    images = _images(2)
+    for branches in ([base.branches[0]], [base.branches[1]],
+                     [*base.branches, dataclasses.replace(base.branches[0], name="rgb_tiles", input="rgb")]):
+        config = dataclasses.replace(base, branches=branches)
+        torch.manual_seed(0)
+        model = ConVitX(config).eval()
+        tiles, owner, glob = _inputs(config, images)
+        with torch.no_grad():
+            logits = model(tiles if "tiles" in config.views else None, owner, glob if "global" in config.views else None)
+        assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+
+
+def test_tile_scores_are_pooled_per_image():
+    vectors = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0], [5.0, 5.0], [7.0, 1.0], [0.0, 3.0]])
+    owner = torch.tensor([0, 0, 1, 2, 2, 2])
+    torch.testing.assert_close(pool_tiles(vectors, owner, 3), torch.tensor([[2.0, 3.0], [10.0, 0.0], [4.0, 3.0]]))
+
+
+def test_tile_order_within_an_image_does_not_matter():
+    model = _seeded("convitx_tiny")
+    tiles, owner, glob = _inputs(model.config, _images(2))
+    order = torch.randperm(tiles.shape[0], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(tiles[order], owner[order], glob), model(tiles, owner, glob), rtol=1e-4, atol=1e-5)
 
 
 def test_small_models_parameter_budget():
@@ -128,14 +156,14 @@ def test_small_models_parameter_budget():
 
 def test_swin_branch_is_permuted_not_reshaped():
     model = _seeded("convitx_tiny")
-    x = _batch(model.config, n=2)
+    tiles, _, glob = _inputs(model.config, _images(2))
+    swin = model.branches["swin"]
     with torch.no_grad():
-        nhwc = model.swin.forward_features(x)
-        conv_map, swin_map = model.forward_features(x)
-    assert nhwc.shape[-1] == model.swin.num_features
-    torch.testing.assert_close(swin_map, nhwc.permute(0, 3, 1, 2), rtol=0, atol=0)
-    assert model.cam_target_layers[1] is model.swin_to_nchw
-    assert model.cam_target_layers[0] is model.convnext.stages[-1]
+        nhwc = swin.backbone.forward_features(glob)
+        maps = model.forward_features(tiles, glob)
+    assert nhwc.shape[-1] == swin.num_features
+    torch.testing.assert_close(maps["swin"], nhwc.permute(0, 3, 1, 2), rtol=1e-5, atol=1e-6)
+    assert model.cam_target_layers["swin"] is swin.to_nchw
 
 
 @pytest.fixture(scope="module")
@@ -148,47 +176,58 @@ def large_model():
 
 
 @pytest.mark.timeout(400)
-def test_large_builds(large_model):
+def test_large_builds_and_runs_on_native_tiles(large_model):
     model, _ = large_model
-    assert model.config.name == "convitx_large"
-    assert model.config.image_size == 224
+    config = model.config
+    assert config.name == "convitx_large"
+    assert (config.preprocess.tile_size, config.preprocess.global_size) == (224, 224)
+    assert {b.model for b in config.branches} == {"convnext_large", "swin_base_patch4_window7_224"}
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params > 150_000_000, n_params
-
-
-@pytest.mark.timeout(400)
-def test_large_cam_target_layers_are_nchw(large_model):
-    model, _ = large_model
-    x = _batch(model.config, n=1)
+    image = Image.fromarray(noise_rgb(224, 224))
     start = time.perf_counter()
-    outputs = _target_layer_outputs(model, x)
+    with torch.no_grad():
+        tiles, owner, glob = _inputs(config, [image])
+        maps = model.forward_features(tiles, glob)
+        logits = model.forward_head(maps, owner, 1)
     elapsed = time.perf_counter() - start
-    _assert_nchw(model, outputs, batch=1)
-    assert outputs[0].shape[2:] == (7, 7) and outputs[1].shape[2:] == (7, 7)  # 224 / 32
+    assert logits.shape == (1, 2) and torch.isfinite(logits).all()
+    for name, tensor in maps.items():
+        assert tensor.ndim == 4 and tensor.shape[2:] == (7, 7), (name, tensor.shape)  # 224 / 32, NCHW
+        assert tensor.shape[1] == model.branches[name].num_features
     assert elapsed < 60, f"one 224 px forward of convitx_large took {elapsed:.1f} s"
 
 
 # --------------------------------------------------------------------------- config
 
 
-@pytest.mark.parametrize("name", ["convitx_tiny", "convitx_small", "convitx_large"])
-def test_config_json_round_trip(tmp_path, name):
-    config = dataclasses.replace(
-        get_config(name),
-        temperature=1.7,
-        threshold=0.6,
-        uncertain_band=(0.5, 0.7),
+def _customised(name: str) -> ConVitXConfig:
+    config = get_config(name)
+    return dataclasses.replace(
+        config,
+        decision=DecisionRule(temperature=1.7, threshold=0.6, uncertain_band=(0.5, 0.7)),
+        preprocess=dataclasses.replace(config.preprocess, max_tiles=5, min_side=20),
         meta={"data": "synthetic", "val_auc": 0.93},
     )
+
+
+@pytest.mark.parametrize("name", ["convitx_tiny", "convitx_small", "convitx_large"])
+def test_config_json_round_trip(tmp_path, name):
+    config = _customised(name)
     path = tmp_path / CONFIG_NAME
     config.save(path)
     on_disk = json.loads(path.read_text())
-    assert on_disk["name"] == name and on_disk["threshold"] == 0.6
+    assert on_disk["name"] == name
+    assert on_disk["decision"]["threshold"] == 0.6 and on_disk["preprocess"]["max_tiles"] == 5
+    assert [b["name"] for b in on_disk["branches"]] == [b.name for b in config.branches]
+    assert {b["view"] for b in on_disk["branches"]} == {"tiles", "global"}
     loaded = ConVitXConfig.load(path)
     # The file is stable: saving what was loaded writes the same bytes.
     loaded.save(tmp_path / "again.json")
     assert (tmp_path / "again.json").read_text() == path.read_text()
-    assert isinstance(loaded.mean, tuple) and isinstance(loaded.uncertain_band, tuple)
+    assert isinstance(loaded.preprocess, PreprocessConfig) and isinstance(loaded.decision, DecisionRule)
+    assert all(isinstance(b, BranchConfig) for b in loaded.branches)
+    assert isinstance(loaded.preprocess.mean, tuple) and isinstance(loaded.decision.uncertain_band, tuple)
     assert _jsonable(loaded) == _jsonable(config)
     # A config equals itself after a save/load round trip (tuples in the backbone kwargs included).
     assert loaded == config
@@ -205,19 +244,26 @@ def test_config_round_trip_rebuilds_the_same_architecture(tmp_path):
         }
 
 
-def test_unknown_config_keys_are_rejected(tmp_path):
+@pytest.mark.parametrize(
+    "where, key",
+    [((), "head_hiden"), (("preprocess",), "tile_sise"), (("decision",), "treshold"), (("branches", 0), "viewpoint")],
+)
+def test_unknown_config_keys_are_rejected(tmp_path, where, key):
     data = get_config("convitx_tiny").to_dict()
-    data["head_hiden"] = 64  # a typo must not be silently ignored
-    with pytest.raises(ValueError, match="head_hiden"):
+    target = data
+    for step in where:
+        target = target[step]
+    target[key] = 64  # a typo must not be silently ignored, at any level
+    with pytest.raises(ValueError, match=key):
         ConVitXConfig.from_dict(data)
     path = tmp_path / CONFIG_NAME
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="head_hiden"):
+    with pytest.raises(ValueError, match=key):
         ConVitXConfig.load(path)
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    "rule",
     [
         {"threshold": 0.2},  # below the band
         {"threshold": 0.9},  # above the band
@@ -228,37 +274,132 @@ def test_unknown_config_keys_are_rejected(tmp_path):
         {"temperature": -1.0},
     ],
 )
-def test_invalid_decision_rules_are_rejected(overrides):
+def test_invalid_decision_rules_are_rejected(rule):
     with pytest.raises(ValueError):
-        dataclasses.replace(get_config("convitx_tiny"), **overrides)
+        DecisionRule(**rule)
+    data = get_config("convitx_tiny").to_dict()
+    data["decision"].update(rule)
+    with pytest.raises(ValueError):
+        ConVitXConfig.from_dict(json.loads(json.dumps(data)))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"branches": []},
+        {"branches": [BranchConfig("a", "convnext_atto"), BranchConfig("a", "convnext_atto")]},
+    ],
+    ids=["no-branch", "duplicate-names"],
+)
+def test_invalid_architectures_are_rejected(change):
+    with pytest.raises(ValueError):
+        dataclasses.replace(get_config("convitx_tiny"), **change)
+
+
+@pytest.mark.parametrize("field, value", [("view", "sideways"), ("input", "fft")])
+def test_invalid_branch_views_and_inputs_are_rejected(field, value):
+    with pytest.raises(ValueError, match=value):
+        BranchConfig("b", "convnext_atto", **{field: value})
+    with pytest.raises(ValueError):
+        PreprocessConfig(tile_size=4)
 
 
 def test_with_threshold_shifts_the_band():
     config = get_config("convitx_tiny")
-    assert (config.threshold, config.uncertain_band) == (0.5, (0.35, 0.65))
+    rule = config.decision
+    assert (rule.threshold, rule.uncertain_band) == (0.5, (0.35, 0.65))
     moved = config.with_threshold(0.7)
-    assert moved.threshold == 0.7
-    assert moved.uncertain_band == pytest.approx((0.55, 0.85))
-    assert (config.threshold, config.uncertain_band) == (0.5, (0.35, 0.65)), "with_threshold must not mutate"
-    assert moved.name == config.name and moved.convnext_kwargs == config.convnext_kwargs
-    # Clipped to [0, 1] at the ends, still a valid config.
-    assert config.with_threshold(0.0).uncertain_band == pytest.approx((0.0, 0.15))
-    assert config.with_threshold(1.0).uncertain_band == pytest.approx((0.85, 1.0))
-    assert config.with_threshold(0.1).uncertain_band == pytest.approx((0.0, 0.25))
+    assert moved.decision.threshold == 0.7
+    assert moved.decision.uncertain_band == pytest.approx((0.55, 0.85))
+    assert (rule.threshold, rule.uncertain_band) == (0.5, (0.35, 0.65)), "with_threshold must not mutate"
+    assert moved.name == config.name and moved.branches == config.branches and moved.preprocess == config.preprocess
+    # Clipped to [0, 1] at the ends, still a valid rule.
+    assert config.with_threshold(0.0).decision.uncertain_band == pytest.approx((0.0, 0.15))
+    assert config.with_threshold(1.0).decision.uncertain_band == pytest.approx((0.85, 1.0))
+    assert rule.with_threshold(0.1).uncertain_band == pytest.approx((0.0, 0.25))
     # An asymmetric band keeps its asymmetry.
-    skewed = dataclasses.replace(config, threshold=0.4, uncertain_band=(0.3, 0.6))
+    skewed = DecisionRule(threshold=0.4, uncertain_band=(0.3, 0.6))
     assert skewed.with_threshold(0.5).uncertain_band == pytest.approx((0.4, 0.7))
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError):
             config.with_threshold(bad)
 
 
+# --------------------------------------------------------------------------- the 0.1 layout
+
+
+def _legacy_checkpoint(folder, seed: int = 4) -> tuple[dict, dict]:
+    """Write a checkpoint exactly as 0.1 did: a flat config.json and ``convnext.*``/``swin.*``/``head.*`` tensors.
+
+    The tensors come from a model of the equivalent architecture, renamed to the old keys.
+    """
+    small = get_config("convitx_small")
+    convnext, swin = small.branches
+    flat = {
+        "name": "convitx_small", "convnext": convnext.model, "convnext_kwargs": dict(convnext.kwargs),
+        "swin": swin.model, "swin_kwargs": dict(swin.kwargs), "image_size": 64,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "labels": ["real", "ai_generated"],
+        "head_hidden": small.head_hidden, "dropout": small.dropout,
+        "temperature": 0.86, "threshold": 0.83, "uncertain_band": [0.58, 0.88],
+        "meta": {"fit_command": "python -m train fit --model convitx_small"},
+    }
+    flat = json.loads(json.dumps(flat))
+    torch.manual_seed(seed)
+    reference = ConVitX(ConVitXConfig.from_dict(dict(flat)))
+    tensors = {}
+    for key, value in reference.state_dict().items():
+        for name in ("convnext", "swin"):
+            key = key.replace(f"branches.{name}.backbone.", f"{name}.")
+        tensors[key] = value.clone().contiguous()
+    assert {k.split(".")[0] for k in tensors} == {"convnext", "swin", "head"}
+    folder.mkdir(parents=True)
+    (folder / CONFIG_NAME).write_text(json.dumps(flat, indent=2))
+    safetensors.torch.save_file(tensors, folder / WEIGHTS_NAME)
+    return flat, tensors
+
+
+def test_legacy_config_becomes_two_global_branches(tmp_path):
+    flat, _ = _legacy_checkpoint(tmp_path / "legacy")
+    config = ConVitXConfig.load(tmp_path / "legacy" / CONFIG_NAME)
+    assert [(b.name, b.model, b.view, b.input) for b in config.branches] == [
+        ("convnext", flat["convnext"], "global", "rgb"), ("swin", flat["swin"], "global", "rgb")]
+    assert config.branches[0].kwargs == get_config("convitx_small").branches[0].kwargs
+    assert config.preprocess.global_size == 64
+    assert (config.decision.temperature, config.decision.threshold, config.decision.uncertain_band) == (0.86, 0.83, (0.58, 0.88))
+    assert config.meta["legacy_layout"] is True and config.meta["fit_command"] == flat["meta"]["fit_command"]
+    # Saved again, it is a current-layout config that loads to the same thing.
+    config.save(tmp_path / "again.json")
+    assert "branches" in json.loads((tmp_path / "again.json").read_text())
+    assert ConVitXConfig.load(tmp_path / "again.json") == config
+
+
+def test_legacy_checkpoint_loads_with_its_weights_and_predicts(tmp_path):
+    _, tensors = _legacy_checkpoint(tmp_path / "legacy")
+    model, config, _ = load_checkpoint(tmp_path / "legacy")
+    state = model.state_dict()
+    for key, value in tensors.items():
+        new_key = key if key.startswith("head.") else "branches.{}.backbone.{}".format(*key.split(".", 1))
+        assert torch.equal(state[new_key], value), key
+    detector = Detector(model, config)
+    prediction = detector.predict(noise_rgb(120, 90), cam=True)
+    assert 0.0 <= prediction.p_fake <= 1.0 and prediction.heatmap.shape == (90, 120)
+    assert set(prediction.branch_heatmaps) == {"convnext", "swin"}
+    assert prediction.threshold == 0.83
+    # Re-saved in the new layout, the same model loads and scores the same.
+    save_checkpoint(model, tmp_path / "resaved")
+    again, _, _ = load_checkpoint(tmp_path / "resaved")
+    image = Image.fromarray(noise_rgb(77, 66, seed=2))
+    inputs = _inputs(config, [image])
+    with torch.no_grad():
+        assert torch.equal(model(*inputs), again(*inputs))
+
+
 # --------------------------------------------------------------------------- decisions
 
 
-def _detector(**config_overrides) -> Detector:
+def _detector(**rule) -> Detector:
     model = _seeded("convitx_tiny")
-    return Detector(model, dataclasses.replace(model.config, **config_overrides))
+    return Detector(model, _with_decision(model.config, **rule))
 
 
 def test_decide_at_the_band_edges():
@@ -277,6 +418,10 @@ def test_decide_at_the_band_edges():
     }
     for p, label in cases.items():
         assert detector.decide(p) == label, (p, detector.decide(p), label)
+    rule = detector.config.decision
+    p = np.array(list(cases))
+    expected = np.array([{"real": 0, "ai_generated": 1, UNCERTAIN: -1}[label] for label in cases.values()])
+    np.testing.assert_array_equal(rule.decide_all(p), expected)  # the vectorised rule agrees
 
 
 def test_decide_with_an_empty_band_uses_the_threshold():
@@ -305,9 +450,10 @@ def test_prediction_fields_follow_the_config():
     assert prediction.probabilities["ai_generated"] == prediction.p_fake
     assert prediction.label == detector.decide(prediction.p_fake)
     assert prediction.threshold == 0.6 and prediction.uncertain_band == (0.4, 0.8)
+    assert prediction.tiles == 4  # 50x40 under 32 px tiles: 2 x 2
     data = prediction.to_dict()
     assert json.loads(json.dumps(data)) == data
-    assert set(data) == {"p_fake", "label", "probabilities", "threshold", "uncertain_band"}
+    assert set(data) == {"p_fake", "label", "probabilities", "threshold", "uncertain_band", "tiles"}
 
 
 def test_temperature_scales_probabilities_not_argmax():
@@ -316,9 +462,9 @@ def test_temperature_scales_probabilities_not_argmax():
     # Push the head's bias so the logits are not all ~0 and the check is not vacuous.
     with torch.no_grad():
         model.head[-1].bias.copy_(torch.tensor([0.0, 1.5]))
-    base = Detector(model, dataclasses.replace(model.config, temperature=1.0))
-    hot = Detector(model, dataclasses.replace(model.config, temperature=3.0))
-    cold = Detector(model, dataclasses.replace(model.config, temperature=0.5))
+    base = Detector(model, _with_decision(model.config, temperature=1.0))
+    hot = Detector(model, _with_decision(model.config, temperature=3.0))
+    cold = Detector(model, _with_decision(model.config, temperature=0.5))
     p1 = np.array([p.p_fake for p in base.predict_batch(images)])
     p3 = np.array([p.p_fake for p in hot.predict_batch(images)])
     p05 = np.array([p.p_fake for p in cold.predict_batch(images)])
@@ -339,16 +485,16 @@ def test_temperature_scales_probabilities_not_argmax():
 @pytest.mark.parametrize("name", SMALL_NAMES)
 def test_save_load_round_trip_is_exact(tmp_path, name):
     model = _seeded(name, seed=3)
-    model.config = dataclasses.replace(model.config, temperature=1.3, meta={"note": "round trip"})
+    model.config = dataclasses.replace(_with_decision(model.config, temperature=1.3), meta={"note": "round trip"})
     folder = save_checkpoint(model, tmp_path / "ckpt", card="# card\n")
     assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])  # no temp files
     loaded, config, where = load_checkpoint(folder)
     assert where == folder
     assert not loaded.training, "load_checkpoint returns an eval-mode model"
     assert _jsonable(config) == _jsonable(model.config)
-    x = _batch(model.config, n=4, seed=1)
+    inputs = _inputs(model.config, _images(4, seed=1))
     with torch.no_grad():
-        assert torch.equal(model(x), loaded(x))
+        assert torch.equal(model(*inputs), loaded(*inputs))
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
 
@@ -364,7 +510,8 @@ def test_detector_from_pretrained_matches_in_memory(tmp_path):
     b = [p.p_fake for p in loaded.predict_batch(images)]
     assert a == b
     moved = Detector.from_pretrained(folder, threshold=0.7, device="cpu")
-    assert moved.config.threshold == 0.7 and moved.config.uncertain_band == pytest.approx((0.55, 0.85))
+    assert moved.config.decision.threshold == 0.7 and moved.config.decision.uncertain_band == pytest.approx((0.55, 0.85))
+    assert moved.predict(images[0], cam=False).threshold == 0.7
 
 
 def test_strict_loading_rejects_mismatched_config(tmp_path):
@@ -408,11 +555,16 @@ def test_strict_loading_rejects_missing_or_extra_tensors(tmp_path):
     [
         pytest.param("{not json", id="not-json"),
         pytest.param('{"name": "convitx_tiny", "colour": "blue"}', id="unknown-key"),
-        pytest.param('{"threshold": 0.9}', id="invalid-rule"),
+        pytest.param("invalid-rule", id="invalid-rule"),
+        pytest.param('{"name": "convitx_tiny", "branches": []}', id="no-branches"),
     ],
 )
 def test_invalid_config_file_is_a_model_load_error(tmp_path, config_text):
     folder = save_tiny_checkpoint(tmp_path / "ckpt")
+    if config_text == "invalid-rule":  # a real config whose threshold lies outside its band
+        data = json.loads((folder / CONFIG_NAME).read_text())
+        data["decision"]["threshold"] = 0.9
+        config_text = json.dumps(data)
     (folder / CONFIG_NAME).write_text(config_text)
     with pytest.raises(ModelLoadError) as info:
         load_checkpoint(folder)
