@@ -142,7 +142,7 @@ def model_error_message(ref: str, from_env: bool = True) -> str:
 def model_markdown(detector: Detector) -> str:
     """Model name, decision rule and where its model card lives."""
     config = detector.config
-    lo, hi = config.uncertain_band
+    lo, hi = config.decision.uncertain_band
     source = detector.source or "(in memory)"
     if is_hub_ref(source):
         repo_id, _, revision = source.partition("@")
@@ -154,7 +154,7 @@ def model_markdown(detector: Detector) -> str:
         card = "no model card"
     return (
         f"**Model:** `{config.name}` from `{_display_path(source)}` · {card} · "
-        f"threshold {_num(config.threshold)}, uncertain band {_num(lo)}–{_num(hi)}"
+        f"threshold {_num(config.decision.threshold)}, uncertain band {_num(lo)}–{_num(hi)}"
     )
 
 

@@ -1,7 +1,8 @@
 """Inference speed and memory, printed as numbers and as ratios within one run.
 
-    python benchmarks/bench_inference.py [--model weights] [--repeats 20]
+    python benchmarks/bench_inference.py [--model weights|convitx_large|...] [--repeats 20]
 
+``--model`` takes a checkpoint folder / Hub id, or a registry name (random weights: speed only).
 Ratios (Grad-CAM vs plain, batched vs one at a time) are what to compare across
 machines; absolute times on a shared 2-core box are noisy.
 """
@@ -19,7 +20,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from detector import Detector  # noqa: E402
+from detector import Detector, create_model, list_models  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -39,7 +40,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
 
-    detector = Detector.from_pretrained(args.model, device="cpu")
+    if args.model in list_models():
+        detector = Detector(create_model(args.model).eval(), device="cpu")
+    else:
+        detector = Detector.from_pretrained(args.model, device="cpu")
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 255, (768, 1024, 3), dtype=np.uint8))
     batch = [Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)) for _ in range(args.batch)]
@@ -50,8 +54,10 @@ def main() -> None:
     cam = timed(lambda: detector.predict(photo, cam=True), args.repeats)
     one_by_one = timed(lambda: [detector.predict(img, cam=False) for img in batch], max(3, args.repeats // 5))
     batched = timed(lambda: detector.predict_batch(batch, cam=False), max(3, args.repeats // 5))
-    print(f"predict 1024x768, no CAM : {plain * 1000:8.1f} ms")
-    print(f"predict 1024x768, CAM    : {cam * 1000:8.1f} ms   (CAM / plain = {cam / plain:.2f}x)")
+    tiles = detector.predict(photo, cam=False).tiles
+    print(f"predict 1024x768, no CAM : {plain * 1000:8.1f} ms   ({tiles} tiles of {detector.config.preprocess.tile_size} px)")
+    print(f"predict 1024x768, CAM    : {cam * 1000:8.1f} ms   (CAM / plain = {cam / plain:.2f}x; fused + "
+          f"{len(detector.config.branches)} branch heatmaps)")
     print(f"{args.batch} images one by one   : {one_by_one * 1000:8.1f} ms")
     print(f"{args.batch} images batched      : {batched * 1000:8.1f} ms   (speed-up = {one_by_one / batched:.2f}x, "
           f"{args.batch / batched:.0f} images/s)")

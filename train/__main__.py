@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
 
     loso_parser = sub.add_parser("loso", help="leave-one-source-out: train without a group, test on it")
     train_config.add_arguments(loso_parser)
+    loso_parser.add_argument("--baseline", default=None,
+                             help="reuse this finished all-sources run (same budget) instead of training one")
 
     evaluate_parser = sub.add_parser("evaluate", help="metrics, robustness table and plots on a test split")
     evaluate_parser.add_argument("--model", required=True, help="folder or org/name[@revision]")
@@ -32,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument("--update-card", action="store_true", help="write the results into the model card")
     evaluate_parser.add_argument("--num-workers", type=int, default=1)
     evaluate_parser.add_argument("--loso-table", default=None, help="loso.md from `train loso`, added to the card")
+    evaluate_parser.add_argument("--ablation-table", default=None,
+                                 help="ablation.md from benchmarks/ablation.sh, added to the card")
+    evaluate_parser.add_argument("--compare", default=None,
+                                 help="metrics.json of another model on the same splits, shown beside this one in the card")
 
     calibrate_parser = sub.add_parser("calibrate", help="refit temperature/threshold/band on validation data")
     train_config.add_arguments(calibrate_parser)
@@ -60,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "loso":
         from .loso import loso
 
-        loso(train_config.resolve(args), command=" ".join(["python -m train", *argv]))
+        loso(train_config.resolve(args), command=" ".join(["python -m train", *argv]), baseline=args.baseline)
     elif args.command == "evaluate":
         from .evaluate import evaluate
 
         evaluate(args.model, args.data, split=args.split, sources=args.sources, out=args.out,
                  robustness=not args.no_robustness, update_card=args.update_card, num_workers=args.num_workers,
-                 command=" ".join(["python -m train", *argv]), loso_table=args.loso_table)
+                 command=" ".join(["python -m train", *argv]), loso_table=args.loso_table,
+                 ablation_table=args.ablation_table, compare=args.compare)
     elif args.command == "calibrate":
         from pathlib import Path
 

@@ -67,8 +67,6 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
                          f" over sources): {'reached' if info['reached'] else '**NOT reached** within the allowed band'}")
         for warning in calib.get("warnings", []):
             parts.append(f"- **Warning:** {warning}")
-    if meta.get("ablation"):
-        parts += ["", "## Design ablation", "", meta["ablation"]]
     if meta.get("validation_metrics"):
         parts += ["", "## Validation (calibrated threshold)", "", _table(meta["validation_metrics"])]
     if evaluation:
@@ -82,6 +80,11 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
             parts.append("|---" * (len(names) + 1) + "|")
             for source, row in rob.items():
                 parts.append(f"| {source} | " + " | ".join(f"{row[n]:.4f}" if row[n] is not None else "" for n in names) + " |")
+        if evaluation.get("comparison"):
+            parts += ["", "### Beside the first embedded model (0.1, whole image squashed to 64 px)", "",
+                      evaluation["comparison"]]
+        if evaluation.get("ablation"):
+            parts += ["", "### Design ablation", "", evaluation["ablation"]]
         if evaluation.get("leave_one_source_out"):
             parts += ["", "### Leave-one-source-out", "", evaluation["leave_one_source_out"]]
     if commands:

@@ -23,7 +23,8 @@ from .metrics import per_source_metrics, predict_logits  # noqa: E402
 
 def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] | None = None,
              out: str | None = None, robustness: bool = True, update_card: bool = False,
-             num_workers: int = 1, command: str | None = None, loso_table: str | None = None) -> dict:
+             num_workers: int = 1, command: str | None = None, loso_table: str | None = None,
+             ablation_table: str | None = None, compare: str | None = None) -> dict:
     model, config, folder = load_checkpoint(model_ref)
     records = load_records(data, split=split, sources=sources)
     labels = np.array([r.label for r in records])
@@ -61,6 +62,10 @@ def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] 
         _plots(records, clean, labels, out_dir)
     if loso_table:
         result["leave_one_source_out"] = Path(loso_table).read_text()
+    if ablation_table:
+        result["ablation"] = Path(ablation_table).read_text()
+    if compare:
+        result["comparison"] = comparison_table(result, json.loads(Path(compare).read_text()))
     if update_card:
         if not (Path(str(model_ref)).is_dir()):
             raise SystemExit("--update-card needs a local checkpoint folder")
@@ -68,6 +73,23 @@ def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] 
         (folder / CARD_NAME).write_text(build_card(config, evaluation=result, commands=commands))
     print(to_markdown(result))
     return result
+
+
+def comparison_table(new: dict, old: dict) -> str:
+    """This model beside another on the same splits: AUC per source, CIFAKE accuracy, robustness."""
+    lines = [f"| set | AUC `{old['model']}` | AUC this model |", "|---|---|---|"]
+    for name, row in new["per_source"].items():
+        before = old["per_source"].get(name, {}).get("auc")
+        cells = ["" if v is None else f"{v:.4f}" for v in (before, row.get("auc"))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    macro = [old["per_source"]["overall"].get("macro_auc"), new["per_source"]["overall"].get("macro_auc")]
+    lines.append("| macro AUC | " + " | ".join("" if v is None else f"{v:.4f}" for v in macro) + " |")
+    cifake = [r["per_source"].get("cifake", {}).get("accuracy") for r in (old, new)]
+    lines.append("| CIFAKE accuracy (stored threshold) | " + " | ".join("" if v is None else f"{v:.4f}" for v in cifake) + " |")
+    for degradation in ("jpeg_q75", "jpeg_q50", "resize_0.5x", "blur_r1", "crop_0.7"):
+        values = [r.get("robustness", {}).get("overall", {}).get(degradation) for r in (old, new)]
+        lines.append(f"| overall AUC, {degradation} | " + " | ".join("" if v is None else f"{v:.4f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _aucs(records: list[Record], scores: np.ndarray) -> dict[str, float | None]:

@@ -23,12 +23,19 @@ DEFAULT_GROUPS = {
 }
 
 
-def loso(base: TrainConfig, groups: dict[str, list[str]] | None = None, command: str | None = None) -> str:
-    """Train once on everything (the same-budget baseline), then once per held-out group."""
+def loso(base: TrainConfig, groups: dict[str, list[str]] | None = None, command: str | None = None,
+         baseline: str | None = None) -> str:
+    """Train once on everything (the same-budget baseline), then once per held-out group.
+
+    ``baseline``: a finished run folder trained on all sources with the same budget (e.g. the main
+    run) to reuse instead of training it again.
+    """
     groups = groups or DEFAULT_GROUPS
     root = Path(base.out)
-    baseline = root / "all-sources"
-    fit(dataclasses.replace(base, exclude_sources=None, out=str(baseline), push_to_hub=None))
+    if baseline is None:
+        baseline = root / "all-sources"
+        fit(dataclasses.replace(base, exclude_sources=None, out=str(baseline), push_to_hub=None))
+    baseline = Path(baseline)
     rows = []
     for name, held_out in groups.items():
         out = root / ("without-" + "-".join(held_out))
