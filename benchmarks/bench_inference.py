@@ -2,6 +2,8 @@
 
     python benchmarks/bench_inference.py [--model weights] [--repeats 20]
 
+Needs the project installed (``pip install -e .``, as tests/run.sh does): it imports ``detector``.
+
 Ratios (Grad-CAM vs plain, batched vs one at a time) are what to compare across
 machines; absolute times on a shared 2-core box are noisy.
 """
@@ -10,16 +12,13 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from detector import Detector  # noqa: E402
+from detector import Detector
 
 
 def timed(fn, repeats: int) -> float:

@@ -1,6 +1,14 @@
 """ConVitX: tell AI-generated images from real photographs, and show where the model looked."""
 from .config import LABELS, UNCERTAIN, ConVitXConfig
-from .hub import ModelLoadError, default_model_ref, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .hub import (
+    ModelLoadError,
+    PushError,
+    default_model_ref,
+    load_checkpoint,
+    push_to_hub,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .images import (
     CannotJudgeError,
     EmptyImageError,
@@ -30,6 +38,7 @@ __all__ = [
     "ModelLoadError",
     "NotAnImageError",
     "Prediction",
+    "PushError",
     "TruncatedImageError",
     "UnsupportedImageError",
     "create_model",
@@ -38,6 +47,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "load_image",
+    "push_to_hub",
     "resolve_checkpoint",
     "save_checkpoint",
 ]

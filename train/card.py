@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from detector.config import ConVitXConfig
+from detector.hub import model_card
 
 
 def _table(metrics: dict, columns=("n", "accuracy", "precision", "recall", "f1", "auc", "fpr")) -> str:
@@ -17,12 +18,6 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
     calib = meta.get("calibration", {})
     lo, hi = config.uncertain_band
     parts = [
-        "---",
-        "library_name: convitx",
-        "pipeline_tag: image-classification",
-        "tags: [ai-image-detection, convnext, swin, timm, grad-cam]",
-        "license: apache-2.0",
-        "---",
         f"# ConVitX `{config.name}`",
         "",
         "A ConvNeXt + Swin Transformer fusion classifier that tells AI-generated images from real photographs,"
@@ -80,4 +75,4 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         "- Heavily re-compressed, resized or screenshotted images lose the traces it relies on.",
         "",
     ]
-    return "\n".join(parts)
+    return str(model_card("\n".join(parts)))  # huggingface_hub writes the YAML metadata header
