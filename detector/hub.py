@@ -219,19 +219,20 @@ def push_to_hub(
     card: str | ModelCard | None = None,
     token: str | bool | None = None,
     commit_message: str | None = None,
+    endpoint: str | None = None,
 ) -> str:
     """Upload a checkpoint as ONE commit of config.json, model.safetensors and README.md; returns its URL.
 
     ``folder_or_model``: a checkpoint folder, or a model (saved to a temporary folder first).
     ``card`` replaces the folder's README.md in the upload (the folder itself is not changed).
-    Creates the repo (and the ``revision`` branch) if needed. Raises PushError, leaving the
-    local checkpoint intact.
+    Creates the repo (and the ``revision`` branch, from main) if needed. Raises PushError, leaving
+    the local checkpoint intact.
     """
     repo_id = split_ref(str(repo_id))[0]
     if isinstance(folder_or_model, ConVitX):
         with tempfile.TemporaryDirectory(prefix="convitx-push-") as tmp:
             folder = save_checkpoint(folder_or_model, tmp, card=card)
-            return push_to_hub(folder, repo_id, revision, private, None, token, commit_message)
+            return push_to_hub(folder, repo_id, revision, private, None, token, commit_message, endpoint)
     folder = Path(folder_or_model)
     missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
     if missing:
@@ -241,7 +242,7 @@ def push_to_hub(
         operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=str(card).encode("utf-8")))
     elif (folder / CARD_NAME).is_file():
         operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=str(folder / CARD_NAME)))
-    api = HfApi(token=token)
+    api = HfApi(endpoint=endpoint, token=token)  # endpoint None: $HF_ENDPOINT, else the Hub
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision and revision != "main":
