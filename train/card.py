@@ -27,7 +27,7 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         "## How to load",
         "```python",
         "from detector import Detector",
-        'detector = Detector.from_pretrained("path/to/this/folder")  # or "org/name@<revision>"',
+        'detector = Detector.from_pretrained("path/to/this/folder")  # or "hf-hub:org/name@<revision>"',
         'prediction = detector.predict("photo.jpg")',
         "print(prediction.label, prediction.p_fake)",
         "```",
