@@ -20,8 +20,8 @@ from typing import Callable
 import gradio as gr
 from huggingface_hub import constants as hf_constants
 
-from detector import UNCERTAIN, Detector, ImageError, Prediction, default_model_ref
-from detector.hub import MODEL_ENV_VAR, is_hub_ref
+from detector import UNCERTAIN, Detector, ImageError, Prediction
+from detector.hub import MODEL_ENV_VAR, is_hub_ref, read_card, split_ref
 
 log = logging.getLogger("convitx.app")
 
@@ -42,6 +42,12 @@ QUEUE_MAX_SIZE = 32
 # hides unexpected exceptions from users; gr.Error messages are always shown.
 LAUNCH_KWARGS = dict(max_file_size=MAX_FILE_SIZE, show_error=False)
 MODEL_RETRY_S = 30.0  # after a failed load, how long requests fail fast before the next attempt
+
+def app_model_ref() -> str:
+    """``$CONVITX_MODEL``, else the ``weights/`` folder beside this file: a Space runs app.py from a
+    checkout that was never pip-installed, where the package's embedded default may not exist."""
+    return os.environ.get(MODEL_ENV_VAR) or str(APP_DIR / "weights")
+
 
 DISPLAY_LABELS = {"real": "Real", "ai_generated": "AI-generated", UNCERTAIN: "Uncertain"}
 
@@ -97,7 +103,7 @@ class LazyDetector:
             return self._detector
 
     def _load(self) -> None:
-        ref = self.ref or default_model_ref()
+        ref = self.ref or app_model_ref()
         try:
             self._detector = self.factory()
             self._error = None
@@ -145,7 +151,7 @@ def model_markdown(detector: Detector) -> str:
     lo, hi = config.decision.uncertain_band
     source = detector.source or "(in memory)"
     if is_hub_ref(source):
-        repo_id, _, revision = source.partition("@")
+        repo_id, revision = split_ref(source)
         url = f"{hf_constants.ENDPOINT}/{repo_id}" + (f"/tree/{revision}" if revision else "")
         card = f"[model card]({url})"
     elif detector.card_path is not None:
@@ -159,15 +165,14 @@ def model_markdown(detector: Detector) -> str:
 
 
 def model_card_markdown(detector: Detector) -> str:
-    """The card's text without its YAML front matter (Hub metadata, not prose)."""
+    """The card's prose (huggingface_hub's ModelCard.text), without its YAML metadata."""
     path = detector.card_path
     if path is None:
         return "This checkpoint has no model card (README.md)."
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if text.startswith("---"):
-        end = text.find("\n---", 3)
-        if end != -1:
-            text = text[end + 4 :]
+    try:
+        text = read_card(path.parent).text
+    except Exception:  # metadata that is not YAML: show the file as it is rather than nothing
+        text = path.read_text(encoding="utf-8", errors="replace")
     return text.strip() or "The model card is empty."
 
 
@@ -206,7 +211,7 @@ def predict(model: LazyDetector, image: str | None):
 def build_demo(model_ref: str | None = None, detector_factory: Callable[[], Detector] | None = None) -> gr.Blocks:
     """The UI. ``model_ref`` (folder or Hub id) defaults to $CONVITX_MODEL or weights/, read at load time."""
     if detector_factory is None:
-        detector_factory = functools.partial(Detector.from_pretrained, model_ref)
+        detector_factory = lambda: Detector.from_pretrained(model_ref or app_model_ref())  # noqa: E731
     model = LazyDetector(detector_factory, ref=model_ref)
 
     def load_model_info() -> tuple[str, str]:

@@ -3,6 +3,7 @@
     python benchmarks/bench_inference.py [--model weights|convitx_large|...] [--repeats 20]
 
 ``--model`` takes a checkpoint folder / Hub id, or a registry name (random weights: speed only).
+Needs the project installed (``pip install -e .``, as tests/run.sh does): it imports ``detector``.
 Ratios (Grad-CAM vs plain, batched vs one at a time) are what to compare across
 machines; absolute times on a shared 2-core box are noisy.
 """
@@ -11,16 +12,13 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from detector import Detector, create_model, list_models  # noqa: E402
+from detector import Detector, create_model, list_models
 
 
 def timed(fn, repeats: int) -> float:

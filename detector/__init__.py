@@ -1,6 +1,14 @@
 """ConVitX: tell AI-generated images from real photographs, and show where the model looked."""
 from .config import LABELS, UNCERTAIN, BranchConfig, ConVitXConfig, DecisionRule, PreprocessConfig
-from .hub import ModelLoadError, default_model_ref, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .hub import (
+    ModelLoadError,
+    PushError,
+    default_model_ref,
+    load_checkpoint,
+    push_to_hub,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .images import (
     CannotJudgeError,
     EmptyImageError,
@@ -33,6 +41,7 @@ __all__ = [
     "NotAnImageError",
     "Prediction",
     "PreprocessConfig",
+    "PushError",
     "TruncatedImageError",
     "UnsupportedImageError",
     "create_model",
@@ -41,6 +50,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "load_image",
+    "push_to_hub",
     "resolve_checkpoint",
     "save_checkpoint",
 ]

@@ -1,4 +1,4 @@
-"""``python -m detector predict PATH...``: batch verdicts as JSONL or CSV.
+"""``convitx predict PATH...`` (or ``python -m detector predict``): batch verdicts as JSONL or CSV.
 
 A file that fails becomes an ``{"path", "error"}`` row and the run goes on;
 the exit status is 1 if any file failed, 2 if the model could not be loaded.
@@ -32,11 +32,13 @@ def iter_inputs(paths: list[str]) -> Iterator[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m detector", description=__doc__.splitlines()[0])
+    # `convitx` when run as the console script, `python -m detector` otherwise
+    prog = "python -m detector" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="predict real vs AI-generated for files and folders")
     predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    predict.add_argument("--model", default=None, help=f"local folder or org/name[@revision] (default: ${MODEL_ENV_VAR} or weights/)")
+    predict.add_argument("--model", default=None, help=f"local folder or hf-hub:org/name[@revision] (default: ${MODEL_ENV_VAR}, else the embedded weights)")
     predict.add_argument("--threshold", type=float, default=None, help="override the checkpoint's decision threshold")
     predict.add_argument("--no-cam", action="store_true", help="skip Grad-CAM (faster)")
     predict.add_argument("--cam-dir", default=None, help="write heatmap overlays here as PNG")

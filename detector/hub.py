@@ -5,17 +5,27 @@ A checkpoint is a folder (or Hub repo) holding ``config.json``,
 huggingface_hub, so its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and
 ``HF_TOKEN`` all apply. Weights are read with safetensors only: a pickled
 ``.bin`` is never downloaded, let alone unpickled.
+
+References (``ref``), as timm and open_clip spell them:
+
+- ``hf-hub:org/name[@revision]`` always means the Hub, even if a local folder
+  ``org/name`` exists.
+- ``org/name[@revision]`` without the prefix means the Hub only when no local
+  path of that name exists: an existing local folder wins.
+- anything else is a local folder.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
+from importlib import metadata
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import safetensors.torch
-from huggingface_hub import constants, hf_hub_download
-from huggingface_hub.errors import RemoteEntryNotFoundError
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, constants, snapshot_download
 
 from .config import ConVitXConfig
 from .model import ConVitX
@@ -23,8 +33,10 @@ from .model import ConVitX
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-EMBEDDED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+CHECKPOINT_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+HUB_PREFIX = "hf-hub:"
 MODEL_ENV_VAR = "CONVITX_MODEL"
+DISTRIBUTION = "convitx"  # the name pyproject.toml installs this package under
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -32,20 +44,65 @@ class ModelLoadError(RuntimeError):
     """A model reference could not be resolved or loaded; the message names what was tried."""
 
 
+class PushError(RuntimeError):
+    """An upload failed; the local checkpoint is untouched."""
+
+
+def embedded_weights() -> Path | None:
+    """The embedded default checkpoint, found without guessing at folders outside the package.
+
+    An installed wheel carries it as package data, ``detector/weights/`` (pyproject.toml maps the
+    repository's ``weights/`` there at build time). An editable install (``pip install -e .``) has
+    no copy: its installer record (PEP 610 ``direct_url.json``) names the source checkout, whose
+    ``weights/`` is used, but only if this ``detector`` is that checkout's. Anything else (a bare
+    checkout that was never installed): None, and the caller must name a checkpoint.
+    """
+    package = Path(__file__).resolve().parent
+    if (package / "weights" / CONFIG_NAME).is_file():
+        return package / "weights"
+    try:
+        record = json.loads(metadata.distribution(DISTRIBUTION).read_text("direct_url.json") or "{}")
+    except metadata.PackageNotFoundError:
+        return None
+    if not record.get("dir_info", {}).get("editable") or not record.get("url", "").startswith("file:"):
+        return None
+    source = Path(unquote(urlsplit(record["url"]).path)).resolve()
+    if (source / "detector") != package or not (source / "weights" / CONFIG_NAME).is_file():
+        return None
+    return source / "weights"
+
+
+EMBEDDED_WEIGHTS = embedded_weights()
+
+
 def default_model_ref() -> str:
-    return os.environ.get(MODEL_ENV_VAR) or str(EMBEDDED_WEIGHTS)
-
-
-def is_hub_ref(ref: str | os.PathLike) -> bool:
-    """``org/name[@revision]`` that is not an existing local path."""
-    repo_id, _ = split_ref(str(ref))
-    return bool(_HUB_ID.match(repo_id)) and not Path(ref).expanduser().exists()
+    """``$CONVITX_MODEL``, else the embedded default; ModelLoadError if neither exists."""
+    if os.environ.get(MODEL_ENV_VAR):
+        return os.environ[MODEL_ENV_VAR]
+    if EMBEDDED_WEIGHTS is None:
+        raise ModelLoadError(
+            f"no model given, {MODEL_ENV_VAR} is not set, and this copy of the detector package has no "
+            "embedded weights (it was not installed from the project: `pip install .` or `pip install -e .`). "
+            f"Pass a checkpoint folder or hf-hub:org/name[@revision], or set {MODEL_ENV_VAR}."
+        )
+    return str(EMBEDDED_WEIGHTS)
 
 
 def split_ref(ref: str, revision: str | None = None) -> tuple[str, str | None]:
-    """``org/name@rev`` -> (``org/name``, ``rev``); an explicit ``revision`` wins."""
-    repo_id, _, pinned = str(ref).partition("@")
+    """``[hf-hub:]org/name@rev`` -> (``org/name``, ``rev``); an explicit ``revision`` wins."""
+    text = str(ref)
+    if text.startswith(HUB_PREFIX):
+        text = text[len(HUB_PREFIX):]
+    repo_id, _, pinned = text.partition("@")
     return repo_id, revision or pinned or None
+
+
+def is_hub_ref(ref: str | os.PathLike) -> bool:
+    """``hf-hub:org/name[@rev]``; or ``org/name[@rev]`` when no local path of that name exists."""
+    text = str(ref)
+    if text.startswith(HUB_PREFIX):
+        return True
+    return bool(_HUB_ID.match(split_ref(text)[0])) and not Path(text).expanduser().exists()
 
 
 def resolve_checkpoint(
@@ -54,49 +111,48 @@ def resolve_checkpoint(
     cache_dir: str | None = None,
     token: str | bool | None = None,
 ) -> Path:
-    """Return a local folder holding the checkpoint, downloading from the Hub if needed."""
-    if not str(ref).strip():
-        raise ModelLoadError("empty model reference: give a checkpoint folder or org/name[@revision]")
-    path = Path(ref).expanduser()
-    if path.is_dir():
-        missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (path / n).is_file()]
-        if missing:
+    """Return a local folder holding the checkpoint, downloading from the Hub if ``ref`` names a repo."""
+    text = str(ref).strip()
+    if not text:
+        raise ModelLoadError("empty model reference: give a checkpoint folder or hf-hub:org/name[@revision]")
+    if not is_hub_ref(text):
+        path = Path(text).expanduser()
+        if not path.exists():
             raise ModelLoadError(
-                f"model folder {path.resolve()} lacks {', '.join(missing)}: a ConVitX checkpoint "
-                f"holds {CONFIG_NAME} + {WEIGHTS_NAME} (+ {CARD_NAME})"
+                f"model {str(ref)!r}: no folder at {path.resolve()}, and not a Hub repo id "
+                "(hf-hub:org/name[@revision] or org/name[@revision])"
             )
+        _check_folder(path, f"model folder {path.resolve()}")
         return path
-    repo_id, revision = split_ref(str(ref), revision)
+    repo_id, revision = split_ref(text, revision)
     if not _HUB_ID.match(repo_id):
-        raise ModelLoadError(
-            f"model {str(ref)!r}: no folder at {path.resolve()}, and not a Hub repo id (org/name[@revision])"
-        )
+        raise ModelLoadError(f"model {str(ref)!r}: {repo_id!r} is not a Hub repo id (hf-hub:org/name[@revision])")
     where = f"Hub repo {repo_id} at revision {revision or 'main'} ({constants.ENDPOINT}"
     where += ", offline cache only)" if constants.HF_HUB_OFFLINE else ")"
-    kwargs = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, token=token)
-    filename = CONFIG_NAME
     try:
-        config_file = hf_hub_download(filename=filename, **kwargs)
-        # Pin the rest to the commit config.json came from: a push landing between
-        # the two downloads must not pair one commit's config with another's weights.
-        kwargs["revision"] = Path(config_file).parent.name
-        filename = WEIGHTS_NAME
-        hf_hub_download(filename=filename, **kwargs)
-    except RemoteEntryNotFoundError as exc:
-        raise ModelLoadError(
-            f"model {str(ref)!r}: {where} has no {filename} "
-            f"(ConVitX loads safetensors only, never pickled .bin files): {_first_line(exc)}"
-        ) from None
+        # One call: it resolves the revision to a commit once and fetches every file at that
+        # commit, so a push landing mid-download cannot pair one commit's config with
+        # another's weights. allow_patterns keeps pickled .bin files (and anything else) out.
+        folder = Path(
+            snapshot_download(repo_id, revision=revision, allow_patterns=CHECKPOINT_FILES,
+                              cache_dir=cache_dir, token=token)
+        )
     except Exception as exc:  # network, auth, missing repo/revision, offline cache miss
+        local = "" if text.startswith(HUB_PREFIX) else f"no folder at {Path(text).expanduser().resolve()}; "
         raise ModelLoadError(
-            f"model {str(ref)!r}: no folder at {path.resolve()}; {where} failed: "
-            f"{type(exc).__name__}: {_first_line(exc)}"
+            f"model {str(ref)!r}: {local}{where} failed: {type(exc).__name__}: {_first_line(exc)}"
         ) from None
-    try:
-        hf_hub_download(filename=CARD_NAME, **kwargs)
-    except Exception:
-        pass  # the card is documentation, not needed to predict
-    return Path(config_file).parent
+    _check_folder(folder, where)
+    return folder
+
+
+def _check_folder(folder: Path, where: str) -> None:
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"{where} lacks {', '.join(missing)}: a ConVitX checkpoint holds {CONFIG_NAME} + {WEIGHTS_NAME} "
+            f"(+ {CARD_NAME}); ConVitX loads safetensors only, never pickled .bin files"
+        )
 
 
 def load_checkpoint(
@@ -118,8 +174,31 @@ def load_checkpoint(
     return model, config, folder
 
 
-def save_checkpoint(model: ConVitX, folder: str | os.PathLike, card: str | None = None) -> Path:
-    """Write the Hub layout; each file lands atomically (a kill never leaves half a file)."""
+CARD_METADATA = dict(
+    library_name="convitx",
+    pipeline_tag="image-classification",
+    tags=["ai-image-detection", "convnext", "swin", "timm", "grad-cam"],
+    license="apache-2.0",
+)
+
+
+def model_card(text: str, **metadata) -> ModelCard:
+    """A card from its Markdown ``text``; the YAML header (CARD_METADATA, updated by ``metadata``)
+    is written by huggingface_hub, so it always parses on the Hub."""
+    card = ModelCard(text)
+    card.data = ModelCardData(**{**CARD_METADATA, **metadata})
+    return card
+
+
+def read_card(folder: str | os.PathLike) -> ModelCard | None:
+    """The folder's README.md as a ModelCard (``.text`` is the prose, ``.data`` the metadata); None if absent."""
+    path = Path(folder) / CARD_NAME
+    return ModelCard.load(path, ignore_metadata_errors=True) if path.is_file() else None
+
+
+def save_checkpoint(model: ConVitX, folder: str | os.PathLike, card: str | ModelCard | None = None) -> Path:
+    """Write the Hub layout; each file lands atomically (a kill never leaves half a file).
+    ``card`` as a string is written verbatim; build one with ``model_card`` to get the Hub metadata."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _atomic(folder / WEIGHTS_NAME) as tmp:
@@ -128,8 +207,56 @@ def save_checkpoint(model: ConVitX, folder: str | os.PathLike, card: str | None 
         model.config.save(tmp)
     if card is not None:
         with _atomic(folder / CARD_NAME) as tmp:
-            Path(tmp).write_text(card)
+            Path(tmp).write_text(str(card), encoding="utf-8")
     return folder
+
+
+def push_to_hub(
+    folder_or_model: str | os.PathLike | ConVitX,
+    repo_id: str,
+    revision: str | None = None,
+    private: bool = False,
+    card: str | ModelCard | None = None,
+    token: str | bool | None = None,
+    commit_message: str | None = None,
+    endpoint: str | None = None,
+) -> str:
+    """Upload a checkpoint as ONE commit of config.json, model.safetensors and README.md; returns its URL.
+
+    ``folder_or_model``: a checkpoint folder, or a model (saved to a temporary folder first).
+    ``card`` replaces the folder's README.md in the upload (the folder itself is not changed).
+    Creates the repo (and the ``revision`` branch, from main) if needed. Raises PushError, leaving
+    the local checkpoint intact.
+    """
+    repo_id = split_ref(str(repo_id))[0]
+    if isinstance(folder_or_model, ConVitX):
+        with tempfile.TemporaryDirectory(prefix="convitx-push-") as tmp:
+            folder = save_checkpoint(folder_or_model, tmp, card=card)
+            return push_to_hub(folder, repo_id, revision, private, None, token, commit_message, endpoint)
+    folder = Path(folder_or_model)
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    if missing:
+        raise PushError(f"{folder} lacks {', '.join(missing)}: nothing to push")
+    operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(folder / n)) for n in (CONFIG_NAME, WEIGHTS_NAME)]
+    if card is not None:
+        operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=str(card).encode("utf-8")))
+    elif (folder / CARD_NAME).is_file():
+        operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=str(folder / CARD_NAME)))
+    api = HfApi(endpoint=endpoint, token=token)  # endpoint None: $HF_ENDPOINT, else the Hub
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.create_commit(
+            repo_id, operations, revision=revision,
+            commit_message=commit_message or f"Upload ConVitX checkpoint from {folder.name}",
+        )
+    except Exception as exc:
+        raise PushError(
+            f"push to {repo_id} failed ({type(exc).__name__}: {_first_line(exc)}). "
+            f"The checkpoint is intact at {folder.resolve()}"
+        ) from None
+    return info.commit_url
 
 
 class _atomic:

@@ -76,13 +76,9 @@ def free_port() -> int:
 def app_url(tiny_checkpoint):
     """The real app (app.build_demo, launched as `python app.py` would) serving the tiny checkpoint."""
     import os
-    import sys
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # tests never phone home
-    root = str(Path(__file__).resolve().parent.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    import app
+    import app  # the repository root is on sys.path: pytest.ini's `pythonpath = .`
 
     demo = app.build_demo(str(tiny_checkpoint))
     _, url, _ = demo.launch(

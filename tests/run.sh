@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Set up from scratch and run every test: venv, pinned requirements, Debian's
-# Chromium for the browser test, then pytest. Used by `.ci/run`.
+# Set up from scratch and run every test: venv, pinned requirements, the project itself
+# (editable, so `convitx` and the embedded weights resolve as for a user), Debian's Chromium
+# for the browser test, then pytest. Used by `.ci/run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+# The pins above are the dependencies; --no-build-isolation builds with the pinned setuptools
+# instead of fetching one.
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null

@@ -1,9 +1,11 @@
-"""Loading checkpoints by Hub repo id, against a real HTTP server that speaks the Hub protocol.
+"""Loading and pushing checkpoints by Hub repo id, against a real HTTP server that speaks the Hub protocol.
 
 Nothing is mocked: huggingface_hub and detector/hub.py run unchanged against
 tests/hubserver.py on 127.0.0.1. Loads by repo id run in a subprocess with
 HF_ENDPOINT / HF_HOME / HF_HUB_OFFLINE set in its environment, exactly as a user
-would set them (huggingface_hub reads them once, at import).
+would set them (huggingface_hub reads them once, at import). References are
+``hf-hub:org/name[@rev]`` (always the Hub) or ``org/name[@rev]`` (the Hub unless a
+local folder of that name exists), both covered here, the ambiguous case included.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ import torch
 from huggingface_hub import HfApi
 from PIL import Image
 
-from detector import Detector, ModelLoadError, create_model, get_config, save_checkpoint
-from detector.hub import resolve_checkpoint
+from detector import Detector, ModelLoadError, PushError, create_model, get_config, push_to_hub, save_checkpoint
+from detector.hub import is_hub_ref, model_card, read_card, resolve_checkpoint, split_ref
 from hubserver import HubServer, git_blob_sha1
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,9 +50,12 @@ print(json.dumps(results))
 """
 
 
-def load_in_subprocess(jobs: list[dict], image: Path, hf_home: Path, endpoint: str, **env_extra: str) -> list[dict]:
+def load_in_subprocess(jobs: list[dict], image: Path, hf_home: Path, endpoint: str, cwd: Path = REPO_ROOT,
+                       **env_extra: str) -> list[dict]:
+    """Relative refs resolve against ``cwd``; this checkout's detector is imported wherever that is."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(
+        PYTHONPATH=str(REPO_ROOT),
         HF_ENDPOINT=endpoint,
         HF_HOME=str(hf_home),
         HF_HUB_DISABLE_TELEMETRY="1",
@@ -61,7 +66,7 @@ def load_in_subprocess(jobs: list[dict], image: Path, hf_home: Path, endpoint: s
     )
     proc = subprocess.run(
         [sys.executable, "-c", LOADER, str(image), json.dumps(jobs)],
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -126,6 +131,11 @@ def online(tmp_path_factory, checkpoints, image) -> SimpleNamespace:
             "org/bin-and-config",
             initial_files={"pytorch_model.bin": pickled, "config.json": (folder_a / "config.json").read_bytes()},
         )
+        # The ambiguous case: the subprocess runs where a local folder is literally named org/ambiguous
+        # (holding checkpoint a) while the Hub repo org/ambiguous holds checkpoint b.
+        sha["ambiguous"] = hub.seed("org/ambiguous", folder_b)
+        workdir = tmp_path_factory.mktemp("workdir")
+        shutil.copytree(folder_a, workdir / "org" / "ambiguous")
         jobs = {
             "tiny": {"ref": "org/convitx-tiny"},
             "pinned@sha1": {"ref": f"org/pinned@{sha['pinned1']}"},
@@ -138,12 +148,19 @@ def online(tmp_path_factory, checkpoints, image) -> SimpleNamespace:
             "missing sha": {"ref": "org/convitx-tiny", "revision": "f" * 40},
             "bin only": {"ref": "org/bin-only"},
             "bin and config": {"ref": "org/bin-and-config"},
+            "hf-hub tiny": {"ref": "hf-hub:org/convitx-tiny"},
+            "hf-hub pinned@v1": {"ref": "hf-hub:org/pinned@v1"},
+            "hf-hub missing": {"ref": "hf-hub:org/missing"},
+            "ambiguous plain": {"ref": "org/ambiguous"},  # the local folder wins
+            "ambiguous hf-hub": {"ref": "hf-hub:org/ambiguous"},  # the prefix always means the Hub
+            "ambiguous@rev plain": {"ref": "org/ambiguous@main"},  # no local path of that name: the Hub
         }
-        results = load_in_subprocess(list(jobs.values()), image, hf_home, hub.endpoint)
+        results = load_in_subprocess(list(jobs.values()), image, hf_home, hub.endpoint, cwd=workdir)
         requests = list(hub.requests)
         endpoint = hub.endpoint
     return SimpleNamespace(
-        hf_home=hf_home, sha=sha, results=dict(zip(jobs, results)), requests=requests, endpoint=endpoint, marker=marker
+        hf_home=hf_home, sha=sha, results=dict(zip(jobs, results)), requests=requests, endpoint=endpoint, marker=marker,
+        workdir=workdir,
     )
 
 
@@ -185,11 +202,11 @@ def test_load_by_repo_id_over_http(online, checkpoints):
     assert (snapshot / "README.md").read_text() == CARD  # the optional card came along
     assert (online.hf_home / "hub" / "models--org--convitx-tiny" / "refs" / "main").read_text() == sha
     fetched = {path for method, path in online.requests if method == "GET" and path.startswith("/org/convitx-tiny/")}
-    # config.json resolves "main"; the rest is fetched at the commit it came from, so a push
-    # landing between downloads cannot pair one commit's config with another's weights.
-    assert fetched == {"/org/convitx-tiny/resolve/main/config.json"} | {
-        f"/org/convitx-tiny/resolve/{sha}/{name}" for name in ("model.safetensors", "README.md")
-    }
+    # One snapshot_download: "main" is resolved to a commit once, and every file is fetched at that
+    # commit, so a push landing mid-download cannot pair one commit's config with another's weights.
+    assert fetched == {f"/org/convitx-tiny/resolve/{sha}/{name}" for name in ("config.json", "model.safetensors", "README.md")}
+    lookups = [path for _, path in online.requests if path == "/api/models/org/convitx-tiny/revision/main"]
+    assert len(lookups) == 2  # one per load of main: "tiny" and "hf-hub tiny"
 
 
 def test_pinned_revision_is_honoured(online, checkpoints):
@@ -245,9 +262,44 @@ def test_load_errors_name_what_was_tried(online):
 
     requested = [path for _, path in online.requests]
     assert not [p for p in requested if p.endswith(".bin")], requested
-    # looked for (at the commit config.json came from), found missing
-    assert [p for p in requested if p.startswith("/org/bin-and-config/resolve/") and p.endswith("/model.safetensors")]
+    # the repo was listed, so only what exists of the allowed files was fetched: config.json
+    fetched = [p for p in requested if p.startswith("/org/bin-and-config/resolve/")]
+    assert fetched and all(p.endswith("/config.json") for p in fetched), fetched
     assert not online.marker.exists()
+
+    err = results["hf-hub missing"].get("error", "")
+    assert "'hf-hub:org/missing'" in err and "RepositoryNotFound" in err and "no folder at" not in err, err
+
+
+def test_hf_hub_prefix_loads_from_the_hub(online, checkpoints):
+    assert online.results["hf-hub tiny"].get("p_fake") == checkpoints["a"][1], online.results["hf-hub tiny"]
+    pinned = online.results["hf-hub pinned@v1"]
+    assert (pinned.get("p_fake"), Path(pinned.get("folder", "")).name) == (checkpoints["a"][1], online.sha["pinned1"])
+
+
+def test_ambiguous_ref_local_folder_wins_unless_prefixed(online, checkpoints):
+    """A local folder literally named org/ambiguous (checkpoint a) and a Hub repo org/ambiguous (checkpoint b)."""
+    p_a, p_b, sha = checkpoints["a"][1], checkpoints["b"][1], online.sha["ambiguous"]
+    plain, prefixed, at_rev = (online.results[k] for k in ("ambiguous plain", "ambiguous hf-hub", "ambiguous@rev plain"))
+    assert plain.get("p_fake") == p_a and Path(plain["folder"]) == Path("org/ambiguous"), plain
+    assert prefixed.get("p_fake") == p_b and Path(prefixed["folder"]).name == sha, prefixed
+    assert at_rev.get("p_fake") == p_b and Path(at_rev["folder"]).name == sha, at_rev
+    lookups = [p for _, p in online.requests if p == "/api/models/org/ambiguous/revision/main"]
+    assert len(lookups) == 2, lookups  # the prefixed ref and the @main one; the plain ref never asked the Hub
+
+
+def test_ref_parsing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert split_ref("hf-hub:org/name@v1") == ("org/name", "v1")
+    assert split_ref("hf-hub:org/name@v1", revision="main") == ("org/name", "main")
+    assert split_ref("org/name") == ("org/name", None)
+    assert is_hub_ref("org/name") and is_hub_ref("hf-hub:org/name@v1") and not is_hub_ref("folder")
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    assert not is_hub_ref("org/name")  # an existing folder wins...
+    assert is_hub_ref("hf-hub:org/name") and is_hub_ref("org/name@v1")  # ...but not over the prefix or another name
+    with pytest.raises(ModelLoadError) as info:
+        resolve_checkpoint("hf-hub:not a repo", cache_dir=str(tmp_path / "cache"))
+    assert "'hf-hub:not a repo'" in str(info.value) and "hf-hub:org/name[@revision]" in str(info.value)
 
 
 class _Tripwire:
@@ -313,3 +365,33 @@ def test_upload_folder_then_load_by_repo_id(hub_server, checkpoints, image, tmp_
     assert "org/uploaded" in anonymous.get("error", "") and "RepositoryNotFound" in anonymous["error"], anonymous
     assert latest.get("p_fake") == p_b, latest
     assert first.get("p_fake") == p_a, first
+
+
+def test_push_to_hub_one_commit_with_a_model_card(hub_server, checkpoints, tmp_path):
+    """The library's push: a model (or folder) and a ModelCard become ONE commit; the card reads back."""
+    token = hub_server.token = "hf_test_write_token"
+    folder_a = checkpoints["a"][0]
+    card = model_card("# Pushed\n\nA test checkpoint.\n", tags=["test"])
+    url = push_to_hub(folder_a, "org/pushed", card=card, token=token, endpoint=hub_server.endpoint)
+    repo = hub_server.repos["org/pushed"]
+    assert len(repo["commits"]) == 2 and repo["refs"]["main"] in url  # .gitattributes from create_repo, then ours
+    files = hub_server.files("org/pushed")
+    for name in ("config.json", "model.safetensors"):
+        assert files[name] == (folder_a / name).read_bytes(), name
+    (tmp_path / "README.md").write_bytes(files["README.md"])
+    back = read_card(tmp_path)
+    assert back.text == "# Pushed\n\nA test checkpoint.\n"
+    assert back.data.library_name == "convitx" and back.data.tags == ["test"] and back.data.license == "apache-2.0"
+    assert (folder_a / "README.md").read_text() == CARD  # the folder's own card was not touched
+
+    torch.manual_seed(3)
+    model = create_model("convitx_tiny")
+    push_to_hub(model, "org/pushed", revision="v2", token=token, endpoint=hub_server.endpoint)
+    on_branch = hub_server.files("org/pushed", "v2")
+    assert on_branch["model.safetensors"] != files["model.safetensors"]  # the new model, on its branch
+    assert on_branch["README.md"] == files["README.md"]  # branched from main; no card given, none replaced
+    assert hub_server.resolve("org/pushed", "main") == repo["refs"]["main"]  # main untouched
+
+    with pytest.raises(PushError) as info:
+        push_to_hub(folder_a, "org/pushed", token="a-wrong-token", endpoint=hub_server.endpoint)
+    assert "org/pushed" in str(info.value) and str(folder_a.resolve()) in str(info.value)

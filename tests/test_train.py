@@ -668,7 +668,7 @@ def test_push_then_load_by_repo_id(fitted, hub_server, tmp_path):
     image = _sample_image(tmp_path)
     local, remote = _load_p_fakes([str(best), "org/name"], image, hub_server.endpoint, tmp_path / "fresh_home")
     assert remote == pytest.approx(local, abs=1e-6)
-    assert ("GET", "/org/name/resolve/main/config.json") in hub_server.requests
+    assert ("GET", "/api/models/org/name/revision/main") in hub_server.requests  # resolved once, then by commit
 
 
 @SLOW

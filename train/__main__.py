@@ -39,9 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument("--compare", default=None,
                                  help="metrics.json of another model on the same splits, shown beside this one in the card")
 
-    calibrate_parser = sub.add_parser("calibrate", help="refit temperature/threshold/band on validation data")
+    calibrate_parser = sub.add_parser(
+        "calibrate", help="refit temperature/threshold/band on the run's own validation split",
+        description="Reads the run's train_config.json (next to --model-dir or one folder up) for the split: data, "
+                    "sources, exclude_sources, val_fraction, seed. Without it, refuses unless --split-from-flags.")
     train_config.add_arguments(calibrate_parser)
-    calibrate_parser.add_argument("--model-dir", required=True)
+    calibrate_parser.add_argument("--model-dir", required=True, help="a run's best/ or checkpoint-NNNN/ folder")
+    calibrate_parser.add_argument(
+        "--split-from-flags", action="store_true",
+        help="rebuild the validation split from --data/--seed/--val-fraction (all three required) instead of the "
+             "run's saved config; only for checkpoints whose train_config.json is gone")
 
     push_parser = sub.add_parser("push", help="upload a checkpoint folder to the Hub")
     push_parser.add_argument("--model", required=True)
@@ -77,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "calibrate":
         from pathlib import Path
 
+        try:
+            cfg = calibration_config(args)
+        except CalibrationSplitError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         from .fit import calibrate_checkpoint, train_and_validation
 
-        cfg = train_config.resolve(args)
         train, val = train_and_validation(cfg)
         print(calibrate_checkpoint(Path(args.model_dir), val, cfg, train_records=train)["overall"])
     elif args.command == "push":
@@ -91,6 +102,53 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+SPLIT_FIELDS = ("data", "sources", "exclude_sources", "val_fraction", "seed")  # what decides the validation split
+
+
+class CalibrationSplitError(ValueError):
+    """The validation split cannot be known for sure; calibrating anyway could use training images."""
+
+
+def calibration_config(args: argparse.Namespace) -> train_config.TrainConfig:
+    """The config ``calibrate`` runs with: the run's saved train_config.json (so the validation split is
+    the one the run held out), with flags allowed to change only what does not move the split
+    (max_fpr, num_workers, ...). ``--split-from-flags`` instead takes the split from explicit flags."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    model_dir = Path(args.model_dir)
+    given = {name for name in SPLIT_FIELDS if getattr(args, name, None) is not None}
+    if args.split_from_flags:
+        missing = [f"--{n.replace('_', '-')}" for n in ("data", "seed", "val_fraction") if n not in given]
+        if missing:
+            raise CalibrationSplitError(f"--split-from-flags needs the split spelled out: add {' '.join(missing)}")
+        return train_config.resolve(args)
+    candidates = [model_dir / "train_config.json", model_dir.parent / "train_config.json"]
+    saved = next((path for path in candidates if path.is_file()), None)
+    if saved is not None and args.config:
+        raise CalibrationSplitError(f"--config would override the run's {saved}; use --split-from-flags to choose the split")
+    if saved is None:
+        raise CalibrationSplitError(
+            f"no run config for {model_dir} (looked for {candidates[0]} and {candidates[1]}): without it the "
+            "validation split cannot be rebuilt for sure, and different flags would calibrate on training images. "
+            "If you know the run's split, give it: --split-from-flags --data PATH --seed N --val-fraction F "
+            "[--sources ...] [--exclude-sources ...]"
+        )
+    values = json.loads(saved.read_text())
+    known = {f.name for f in dataclasses.fields(train_config.TrainConfig)}
+    cfg = train_config.TrainConfig(**{k: v for k, v in values.items() if k in known})
+    conflicting = [f"--{n.replace('_', '-')}" for n in given if getattr(args, n) != getattr(cfg, n)]
+    if conflicting:
+        raise CalibrationSplitError(
+            f"{' '.join(conflicting)} differ from the run's {saved}, which decides the validation split; drop them "
+            "(or, for a checkpoint of another run, use --split-from-flags with the full split)"
+        )
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cfg)
+                 if f.name not in SPLIT_FIELDS and getattr(args, f.name, None) is not None}
+    return dataclasses.replace(cfg, **overrides)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from detector.config import ConVitXConfig
+from detector.hub import model_card
 
 
 COLUMNS = ("n", "accuracy", "auc", "fpr", "ai_verdicts", "ai_precision", "real_verdicts", "real_precision", "uncertain_rate")
@@ -22,12 +23,6 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
     rule, pre = config.decision, config.preprocess
     lo, hi = rule.uncertain_band
     parts = [
-        "---",
-        "library_name: convitx",
-        "pipeline_tag: image-classification",
-        "tags: [ai-image-detection, convnext, swin, timm, grad-cam]",
-        "license: apache-2.0",
-        "---",
         f"# ConVitX `{config.name}`",
         "",
         "A ConvNeXt + Swin Transformer fusion classifier that tells AI-generated images from real photographs,"
@@ -37,7 +32,7 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         "## How to load",
         "```python",
         "from detector import Detector",
-        'detector = Detector.from_pretrained("path/to/this/folder")  # or "org/name@<revision>"',
+        'detector = Detector.from_pretrained("path/to/this/folder")  # or "hf-hub:org/name@<revision>"',
         'prediction = detector.predict("photo.jpg")',
         "print(prediction.label, prediction.p_fake)",
         "```",
@@ -101,4 +96,4 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         "- Heavily re-compressed, resized or screenshotted images lose the traces it relies on.",
         "",
     ]
-    return "\n".join(parts)
+    return str(model_card("\n".join(parts)))  # huggingface_hub writes the YAML metadata header
