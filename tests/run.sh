@@ -16,5 +16,6 @@ if [ ! -x /usr/bin/chromium ]; then
     sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
   fi
 fi
-export HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
+# PASSIVE: torch threads sleep instead of spinning while other test processes (servers, torchrun) share the cores.
+export HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False OMP_WAIT_POLICY=PASSIVE
 exec .venv/bin/python -m pytest "$@"
