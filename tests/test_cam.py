@@ -1,27 +1,30 @@
-"""Grad-CAM: the heatmap must point at what the model actually looks at.
+"""Grad-CAM: the heatmap must point at what the model actually looks at, at native resolution.
 
-The key test trains a real convitx_tiny (CPU, ~100-400 steps) on synthetic
+The key tests train real convitx_tiny models (CPU, a few seconds) on synthetic
 images whose class is decided by one bright textured square at a random
-position, then checks that the heatmap's mass follows the square from quadrant
-to quadrant. A wrong NHWC/NCHW layout for the Swin branch (or a transposed
-heatmap) sends the mass to the wrong quadrant.
+position, then check that the stitched heatmap's mass follows the square:
+from quadrant to quadrant, and across the boundaries between tiles (where a
+wrong box, a transposed tile map or a misplaced stitch would send it elsewhere).
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pytorch_grad_cam import GradCAM
 
 from corpus import noise_rgb, torch_threads
-from detector import Detector, create_model
+from detector import ConVitX, Detector, create_model, get_config
+from detector.cam import logits_and_cams, stitch_tiles
 from detector.inference import HEATMAP_MAX_SIDE
+from detector.transforms import ImageViews, collate_views, image_to_views
 
 pytestmark = pytest.mark.timeout(300)
 
-SIDE = 64  # convitx_tiny's input size
-PATCH = 14  # the square's side at 64 px
+SIDE = 64  # training images: 2 x 2 tiles of 32 px for convitx_tiny
+PATCH = 14  # the square's side, in native pixels at every image size
 QUADRANTS = {"top-left": (0, 0), "top-right": (0, 1), "bottom-left": (1, 0), "bottom-right": (1, 1)}
 
 
@@ -35,9 +38,9 @@ def _one_torch_thread():
 
 
 def _patch(height: int, width: int) -> np.ndarray:
-    """Bright (0.85-1.0) checkerboard, 4 px cells at 64 px scale, stretched to height x width."""
+    """Bright (0.85-1.0) checkerboard with 4 px cells."""
     rows, cols = np.indices((height, width))
-    cells = (rows * PATCH // height // 4 + cols * PATCH // width // 4) % 2
+    cells = (rows // 4 + cols // 4) % 2
     return np.repeat((0.85 + 0.15 * cells)[..., None], 3, axis=2)
 
 
@@ -45,25 +48,36 @@ def _background(height: int, width: int, rng: np.random.Generator) -> np.ndarray
     return rng.normal(0.35, 0.1, (height, width, 3)).clip(0, 1)
 
 
-def _training_batch(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Class 1: the square somewhere; class 0: the same noise, no square."""
-    images = _background(n * SIDE, SIDE, rng).reshape(n, SIDE, SIDE, 3)
+def _pil(image: np.ndarray) -> Image.Image:
+    return Image.fromarray((image * 255 + 0.5).astype(np.uint8))
+
+
+TRAIN_SIZES = [(64, 64), (64, 96), (96, 64)]  # (height, width): 4 or 6 tiles of 32 px, edge to edge
+
+
+def _training_batch(n: int, rng: np.random.Generator, size: tuple[int, int] = (SIDE, SIDE)):
+    """Class 1: the square anywhere (often across a tile boundary); class 0: the same noise, no square."""
+    height, width = size
+    images = _background(n * height, width, rng).reshape(n, height, width, 3)
     labels = rng.integers(0, 2, n)
     for i in np.flatnonzero(labels):
-        r, c = rng.integers(0, SIDE - PATCH + 1, 2)
+        r, c = rng.integers(0, height - PATCH + 1), rng.integers(0, width - PATCH + 1)
         images[i, r : r + PATCH, c : c + PATCH] = _patch(PATCH, PATCH)
-    return images.astype(np.float32), labels
+    return [_pil(image) for image in images], labels
 
 
-def _with_patch_in(quadrant: tuple[int, int], height: int, width: int, seed: int = 7) -> tuple[np.ndarray, tuple]:
-    """A test image (float HxWx3 in [0, 1]) with the square centred in one quadrant."""
+def _with_patch_at(r: int, c: int, height: int, width: int, seed: int = 7) -> Image.Image:
     image = _background(height, width, np.random.default_rng(seed))
-    ph, pw = height * PATCH // SIDE, width * PATCH // SIDE
+    image[r : r + PATCH, c : c + PATCH] = _patch(PATCH, PATCH)
+    return _pil(image)
+
+
+def _with_patch_in(quadrant: tuple[int, int], height: int, width: int) -> tuple[Image.Image, tuple[int, int]]:
+    """A test image with the square centred in one quadrant; returns it and the square's top-left corner."""
     qr, qc = quadrant
-    r = qr * (height // 2) + (height // 2 - ph) // 2
-    c = qc * (width // 2) + (width // 2 - pw) // 2
-    image[r : r + ph, c : c + pw] = _patch(ph, pw)
-    return image.astype(np.float32), (r, c, ph, pw)
+    r = qr * (height // 2) + (height // 2 - PATCH) // 2
+    c = qc * (width // 2) + (width // 2 - PATCH) // 2
+    return _with_patch_at(r, c, height, width), (r, c)
 
 
 def _quadrant_means(heatmap: np.ndarray) -> np.ndarray:
@@ -76,22 +90,26 @@ def _quadrant_means(heatmap: np.ndarray) -> np.ndarray:
     )
 
 
-@pytest.fixture(scope="module")
-def trained() -> Detector:
-    """convitx_tiny trained until it gets 10 batches in a row right (at most 400 steps of 32)."""
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    model = create_model("convitx_tiny")
-    mean = torch.tensor(model.config.mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.config.std).view(1, 3, 1, 1)
+def _far_from(heatmap: np.ndarray, r: int, c: int, margin: int = 16) -> np.ndarray:
+    """The heatmap outside the square grown by ``margin`` px on each side."""
+    mask = np.ones(heatmap.shape, bool)
+    mask[max(0, r - margin) : r + PATCH + margin, max(0, c - margin) : c + PATCH + margin] = False
+    return heatmap[mask]
+
+
+def _train(config, seed: int = 0) -> Detector:
+    """Train on the detector's own inference views until 10 batches of 32 in a row are all right (<= 400 steps)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = ConVitX(config)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     model.train()
     streak = 0
-    for _ in range(400):
-        images, labels = _training_batch(32, rng)
-        x = (torch.from_numpy(images).permute(0, 3, 1, 2) - mean) / std
+    for step in range(400):
+        images, labels = _training_batch(32, rng, TRAIN_SIZES[step % len(TRAIN_SIZES)])
+        tiles, owner, glob = collate_views([image_to_views(image, config.preprocess) for image in images])
+        logits = model(tiles, owner, glob)
         y = torch.from_numpy(labels)
-        logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
         optimiser.zero_grad()
         loss.backward()
@@ -103,83 +121,195 @@ def trained() -> Detector:
     return Detector(model)
 
 
+@pytest.fixture(scope="module")
+def trained() -> Detector:
+    """convitx_tiny as registered: a tile branch (ConvNeXt, RGB + NPR) and a global branch (Swin)."""
+    return _train(get_config("convitx_tiny"))
+
+
+@pytest.fixture(scope="module")
+def tiles_only() -> Detector:
+    """convitx_tiny's tile branch alone: the verdict, and so the map, can only come from the stitched tiles."""
+    config = get_config("convitx_tiny")
+    return _train(dataclasses.replace(config, branches=[b for b in config.branches if b.view == "tiles"]))
+
+
 @pytest.mark.timeout(400)
-def test_the_synthetic_task_is_learned(trained):
+@pytest.mark.parametrize("which", ["trained", "tiles_only"])
+def test_the_synthetic_task_is_learned(which, request):
     """Precondition for the localisation tests: the model really detects the square."""
-    images, labels = _training_batch(128, np.random.default_rng(123))
-    predictions = trained.predict_batch(list(images), cam=False)
+    detector = request.getfixturevalue(which)
+    rng = np.random.default_rng(123)
+    images, labels = [], []
+    for size in TRAIN_SIZES:
+        batch, batch_labels = _training_batch(32, rng, size)
+        images, labels = images + batch, [*labels, *batch_labels]
+    predictions = detector.predict_batch(images, cam=False)
     accuracy = np.mean([(p.p_fake > 0.5) == bool(y) for p, y in zip(predictions, labels)])
     assert accuracy >= 0.95, accuracy
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("size", [(64, 64), (96, 192), (128, 128)], ids=["64x64", "192x96", "128x128"])
+@pytest.mark.parametrize("size", TRAIN_SIZES, ids=["64x64", "96x64", "64x96"])
 @pytest.mark.parametrize("where", list(QUADRANTS))
 def test_heatmap_follows_the_patch(trained, where, size):
     quadrant = QUADRANTS[where]
     height, width = size
-    image, (r, c, ph, pw) = _with_patch_in(quadrant, height, width)
+    image, (r, c) = _with_patch_in(quadrant, height, width)
     prediction = trained.predict(image)
-    assert prediction.p_fake > 0.9, "the model should call the square 'ai_generated'"
+    assert prediction.p_fake > 0.5, "the model should call the square 'ai_generated'"
     heatmap = prediction.heatmap
     assert heatmap.shape == (height, width)
     means = _quadrant_means(heatmap)
     assert np.unravel_index(means.argmax(), means.shape) == quadrant, means.round(3)
     share = means[quadrant] / means.sum()
     assert share > 0.5, f"only {share:.2f} of the heatmap mass in the square's quadrant: {means.round(3)}"
-    # The square itself is hotter than the opposite quadrant.
-    opposite = heatmap[
-        (1 - quadrant[0]) * (height // 2) : (2 - quadrant[0]) * (height // 2),
-        (1 - quadrant[1]) * (width // 2) : (2 - quadrant[1]) * (width // 2),
-    ]
-    assert heatmap[r : r + ph, c : c + pw].mean() > 2 * opposite.mean()
+    assert heatmap[r : r + PATCH, c : c + PATCH].mean() > 2 * _far_from(heatmap, r, c).mean()
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("corner", [(25, 25), (25, 57), (9, 25), (41, 57)],
+                         ids=["four-tiles-left", "four-tiles-right", "two-tiles-across", "two-tiles-lower"])
+def test_heatmap_follows_a_patch_across_tile_boundaries(trained, corner):
+    """96x64 is six 32 px tiles edge to edge: these squares straddle two or four of them."""
+    r, c = corner
+    prediction = trained.predict(_with_patch_at(r, c, 64, 96))
+    assert prediction.tiles == 6 and prediction.p_fake > 0.9
+    heatmap = prediction.heatmap
+    inside = heatmap[r : r + PATCH, c : c + PATCH].mean()
+    assert inside > 2 * _far_from(heatmap, r, c).mean(), (inside, _far_from(heatmap, r, c).mean())
+    heat = {(x, y): heatmap[y : y + 32, x : x + 32].mean() for y in (0, 32) for x in (0, 32, 64)}
+    x, y = max(heat, key=heat.get)
+    assert x < c + PATCH and c < x + 32 and y < r + PATCH and r < y + 32, f"hottest tile {(x, y)} misses the square"
+
+
+def _straddling_corners(n: int, seed: int = 5) -> list[tuple[int, int]]:
+    """Top-left corners of squares that cross at least one tile boundary of the 96x64 grid."""
+    rng, corners = np.random.default_rng(seed), []
+    while len(corners) < n:
+        r, c = int(rng.integers(0, 64 - PATCH + 1)), int(rng.integers(0, 96 - PATCH + 1))
+        if r < 32 < r + PATCH or any(c < edge < c + PATCH for edge in (32, 64)):
+            corners.append((r, c))
+    return corners
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.xfail(strict=True, reason=(
+    "known CAM defect (reported): the fused head starts with LayerNorm, which is scale-invariant, so the gradient "
+    "is ~orthogonal to the pooled features and the tiles' Grad-CAM scores sum to ~0; with one CAM cell per tile "
+    "the square's tiles often come out negative and are ReLU'd away while the background lights up"))
+def test_tile_branch_lights_the_tiles_that_hold_the_patch(tiles_only):
+    """The verdict comes from the tiles alone: for squares cut by tile boundaries, the stitched map's hottest
+    tile holds part of the square, and the square is hotter than the rest of the image.
+
+    Judged over 16 positions: the tiny tile branch has one CAM cell per 32 px tile, so one tile is lit or not,
+    and a single position can fall either way; a wrong box or stitch would miss almost always.
+    """
+    hits, ratios = 0, []
+    for r, c in _straddling_corners(16):
+        prediction = tiles_only.predict(_with_patch_at(r, c, 64, 96))
+        heatmap = prediction.branch_heatmaps["convnext"]
+        np.testing.assert_array_equal(heatmap, prediction.heatmap)  # one branch: the fused map is its map
+        heat = {(x, y): heatmap[y : y + 32, x : x + 32].mean() for y in (0, 32) for x in (0, 32, 64)}
+        x, y = max(heat, key=heat.get)
+        hits += x < c + PATCH and c < x + 32 and y < r + PATCH and r < y + 32
+        ratios.append(heatmap[r : r + PATCH, c : c + PATCH].mean() / max(1e-6, _far_from(heatmap, r, c).mean()))
+    assert hits >= 12, f"the hottest tile held the square for only {hits} of 16 positions"
+    assert np.median(ratios) > 2, np.round(ratios, 2)
 
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("where", list(QUADRANTS))
-def test_swin_branch_alone_follows_the_patch(trained, where):
-    """Grad-CAM on the Swin target layer only: its NCHW map must be laid out like the image."""
+def test_each_branch_map_follows_the_patch(trained, where):
+    """Per branch: the tile branch's stitched map and the Swin branch's global map (NCHW, not transposed)."""
     quadrant = QUADRANTS[where]
     image, _ = _with_patch_in(quadrant, SIDE, SIDE)
+    prediction = trained.predict(image)
+    assert set(prediction.branch_heatmaps) == {"convnext", "swin"}
+    for name, heatmap in prediction.branch_heatmaps.items():
+        means = _quadrant_means(heatmap)
+        assert means.sum() > 0, f"the {name} map is all zero"
+        assert np.unravel_index(means.argmax(), means.shape) == quadrant, (name, means.round(3))
+
+
+# --------------------------------------------------------------------------- the cheap CAM is the real CAM
+
+
+def _inputs(model: ConVitX, images: list[np.ndarray]):
+    return collate_views([image_to_views(Image.fromarray(image), model.config.preprocess) for image in images])
+
+
+def test_cheap_cam_gives_the_logits_of_a_plain_forward_and_the_full_graph_cam(trained):
+    """Backbones under no_grad, maps re-attached as leaves: same logits, same CAM as autograd through everything."""
     model = trained.model
-    batch = trained.transform(Image.fromarray((image * 255 + 0.5).astype(np.uint8)))[None]
-    cam = GradCAM(model=model, target_layers=[model.cam_target_layers[1]])
-    try:
-        heatmap = cam(input_tensor=batch, targets=None)[0]
-    finally:
-        cam.activations_and_grads.release()
-        model.zero_grad(set_to_none=True)
-    means = _quadrant_means(heatmap)
-    assert means.sum() > 0, "the Swin map is all zero"
-    assert np.unravel_index(means.argmax(), means.shape) == quadrant, means.round(3)
+    images = [noise_rgb(w, h, seed=w) for w, h in [(64, 64), (150, 90), (40, 200)]]
+    tiles, owner, glob = _inputs(model, images)
+    logits, cams = logits_and_cams(model, tiles, owner, glob)
+    with torch.no_grad():
+        plain = model(tiles, owner, glob)
+    torch.testing.assert_close(logits, plain, rtol=1e-5, atol=1e-6)
+
+    maps = model.forward_features(tiles, glob)  # with autograd through the backbones this time
+    for tensor in maps.values():
+        tensor.retain_grad()
+    full = model.forward_head(maps, owner, len(images))
+    full.gather(1, full.argmax(1, keepdim=True)).sum().backward()
+    model.zero_grad(set_to_none=True)
+    for name, tensor in maps.items():
+        weights = tensor.grad.mean(dim=(2, 3), keepdim=True)
+        expected = torch.relu((weights * tensor).sum(1)).detach().numpy()
+        assert cams[name].shape == expected.shape
+        np.testing.assert_allclose(cams[name], expected, rtol=1e-4, atol=1e-6 * max(1.0, float(expected.max())))
+    assert sum(float(c.max()) for c in cams.values()) > 0, "every CAM is zero: the check would be vacuous"
 
 
-@pytest.mark.parametrize("layer", [0, 1], ids=["convnext", "swin"])
+def test_stitch_places_each_tile_map_at_its_box():
+    """Constant maps per tile: the stitched map shows each tile's value exactly where the tile was cut."""
+    views = image_to_views(Image.fromarray(noise_rgb(96, 64)), get_config("convitx_tiny").preprocess)
+    values = np.arange(1, len(views.boxes) + 1, dtype=np.float32)
+    maps = np.repeat(values[:, None, None], 2, axis=1).repeat(2, axis=2)  # (6, 2, 2)
+    stitched = stitch_tiles(maps, views, 32, (96, 64))
+    assert stitched.shape == (64, 96)
+    for (x, y), value in zip(views.boxes, values):
+        assert (stitched[y : y + 32, x : x + 32] == value).all(), (x, y)
+    half = stitch_tiles(maps, views, 32, (48, 32))  # a display half the size keeps the layout
+    for (x, y), value in zip(views.boxes, values):
+        assert (half[y // 2 : y // 2 + 16, x // 2 : x // 2 + 16] == value).all(), (x, y)
+    # An image with gaps between tiles: every pixel takes its nearest tile's value.
+    sparse = ImageViews(views.tiles[:4], [(0, 0), (68, 0), (0, 68), (68, 68)], views.global_view, (100, 100))
+    gaps = stitch_tiles(maps[:4], sparse, 32, (100, 100))
+    assert gaps[10, 45] == 1 and gaps[10, 55] == 2 and gaps[45, 10] == 1 and gaps[55, 10] == 3 and gaps[99, 99] == 4
+    # A transposed tile map would be caught: a map with a hot left column stays on the left.
+    left = np.zeros((1, 4, 4), np.float32)
+    left[0, :, 0] = 1.0
+    one = ImageViews(views.tiles[:1], [(0, 0)], views.global_view, (32, 32))
+    placed = stitch_tiles(left, one, 32, (32, 32))
+    assert placed[:, :4].min() > 0.99 and placed[:, 16:].max() < 0.01
+
+
 @pytest.mark.parametrize("where", list(QUADRANTS))
-def test_target_layer_activations_are_spatially_aligned(where, layer):
-    """Untrained check of the target layers' layout: changing one quadrant of the image
-    changes the target map most in that quadrant (Swin: only there, its windows are local)."""
+def test_target_layer_activations_are_spatially_aligned(where):
+    """Untrained check of the layout: changing one quadrant of a 64x64 image changes only that quadrant's
+    tile map (tiles never see each other) and the Swin map most there (its windows are local)."""
     torch.manual_seed(0)
     model = create_model("convitx_tiny").eval()
     quadrant = QUADRANTS[where]
-    base = _background(SIDE, SIDE, np.random.default_rng(1)).astype(np.float32)
-    patched = base.copy()
-    _, (r, c, ph, pw) = _with_patch_in(quadrant, SIDE, SIDE)
-    patched[r : r + ph, c : c + pw] = _patch(ph, pw)
-    x = torch.from_numpy(np.stack([base, patched])).permute(0, 3, 1, 2).contiguous()
-    captured = []
-    hook = model.cam_target_layers[layer].register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        hook.remove()
-    change = (captured[0][1] - captured[0][0]).abs().sum(0).numpy()  # (H, W) of an NCHW map
-    means = _quadrant_means(change)
+    base = _background(SIDE, SIDE, np.random.default_rng(1))
+    patched, (r, c) = _with_patch_in(quadrant, SIDE, SIDE)
+    pair = [_pil(base), Image.fromarray(np.asarray(_pil(base)).copy())]
+    pair[1].paste(patched.crop((c, r, c + PATCH, r + PATCH)), (c, r))
+    views = [image_to_views(image, model.config.preprocess) for image in pair]
+    assert views[0].boxes == [(0, 0), (32, 0), (0, 32), (32, 32)]
+    with torch.no_grad():
+        maps = [model.forward_features(v.tiles, v.global_view[None]) for v in views]
+    tile_change = (maps[1]["convnext"] - maps[0]["convnext"]).abs().sum(dim=(1, 2, 3)).numpy()
+    changed = [i for i, (x, y) in enumerate(views[0].boxes) if (y // 32, x // 32) == quadrant]
+    assert tile_change[changed[0]] > 0 and np.delete(tile_change, changed).max() == 0, tile_change
+    swin_change = (maps[1]["swin"][0] - maps[0]["swin"][0]).abs().sum(0).numpy()
+    means = _quadrant_means(swin_change)
     assert np.unravel_index(means.argmax(), means.shape) == quadrant, means.round(4)
-    if layer == 1:  # Swin: windowed attention, nothing leaks into the other quadrants
-        others = [means[q] for q in np.ndindex(2, 2) if q != quadrant]
-        assert max(others) < 1e-5 * means[quadrant], means
+    others = [means[q] for q in np.ndindex(2, 2) if q != quadrant]
+    assert max(others) < 1e-5 * means[quadrant], means
 
 
 # --------------------------------------------------------------------------- shapes and consistency
@@ -197,7 +327,8 @@ def untrained() -> Detector:
         ((300, 150), (150, 300)),  # (width, height) -> heatmap (rows, cols)
         ((150, 300), (300, 150)),
         ((64, 64), (64, 64)),
-        ((7, 3), (3, 7)),
+        ((16, 40), (40, 16)),  # the smallest judgeable side
+        ((20, 500), (500, 20)),
         ((2000, 1000), (384, 768)),  # capped at 768 on the long side, same aspect
         ((500, 1536), (768, 250)),
     ],
@@ -213,6 +344,31 @@ def test_heatmap_keeps_the_aspect(untrained, size, expected):
     assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     assert heatmap.max() > heatmap.min(), "a flat heatmap explains nothing"
     assert prediction.image.size == size
+
+
+@pytest.mark.parametrize("size", [(300, 150), (40, 200), (1000, 700)])
+def test_every_branch_has_its_own_map_at_the_images_aspect(untrained, size):
+    width, height = size
+    prediction = untrained.predict(noise_rgb(width, height, seed=3))
+    maps = prediction.branch_heatmaps
+    assert set(maps) == {b.name for b in untrained.config.branches} == {"convnext", "swin"}
+    for name, heatmap in maps.items():
+        assert heatmap.shape == prediction.heatmap.shape, name
+        assert heatmap.dtype == np.float32 and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+    assert not np.allclose(maps["convnext"], maps["swin"], atol=1e-3), "the branches look at different things"
+    np.testing.assert_allclose(  # the fused map is the normalised mean of the branch maps
+        prediction.heatmap, _normalised(np.mean([maps["convnext"], maps["swin"]], axis=0)), atol=1e-5)
+    a = np.asarray(prediction.overlay(branch="convnext"), dtype=np.float32)
+    b = np.asarray(prediction.overlay(branch="swin"), dtype=np.float32)
+    assert a.shape == b.shape == (prediction.heatmap.shape[0], prediction.heatmap.shape[1], 3)
+    assert np.abs(a - b).mean() > 1.0
+    with pytest.raises(KeyError):
+        prediction.overlay(branch="nope")
+
+
+def _normalised(heatmap: np.ndarray) -> np.ndarray:
+    low, high = heatmap.min(), heatmap.max()
+    return (heatmap - low) / (high - low)
 
 
 def test_heatmap_follows_exif_orientation(untrained, tmp_path):
