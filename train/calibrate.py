@@ -74,7 +74,8 @@ def choose_band(p_fake: np.ndarray, labels: np.ndarray, sources: np.ndarray, thr
             if precision is None or precision >= min_precision:
                 break
         edge, precision = best
-        reached = precision is None or precision >= min_precision
+        # No verdicts of this kind left (or none to begin with) is not a precision reached.
+        reached = precision is not None and precision >= min_precision
         edges[name] = edge
         found[name] = {"precision": precision, "target": min_precision, "reached": bool(reached), "edge": edge}
     return (edges["real"], edges["ai_generated"]), found
@@ -94,6 +95,9 @@ def calibrate_rule(logits: torch.Tensor, labels: np.ndarray, sources: np.ndarray
     warnings = [
         f'"{name}" verdicts reach only {info["precision"]:.1%} precision on validation (target {min_precision:.0%}) '
         f"even with the widest allowed band (±{max_half_width}); treat them with care"
+        if info["precision"] is not None else
+        f'"{name}" verdicts have no measurable precision on validation (no source has {MIN_VERDICTS} or more of '
+        f"them outside the band; target {min_precision:.0%}); treat them with care"
         for name, info in precision.items() if not info["reached"]
     ]
     report = {"temperature": temperature, "threshold": threshold, "uncertain_band": list(band),
