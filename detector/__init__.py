@@ -9,11 +9,15 @@ from .images import (
     NotAnImageError,
     TruncatedImageError,
     UnsupportedImageError,
+    DecodedImage,
+    decode,
     load_image,
 )
+from .evidence import Evidence, EvidenceKind
 from .inference import Detector, Prediction
 from .model import ConVitX, create_model
 from .registry import get_config, list_models
+from .report import Report, analyze, analyze_batch
 
 __version__ = "0.1.0"
 
@@ -23,16 +27,23 @@ __all__ = [
     "CannotJudgeError",
     "ConVitX",
     "ConVitXConfig",
+    "DecodedImage",
     "Detector",
     "EmptyImageError",
+    "Evidence",
+    "EvidenceKind",
     "ImageError",
     "ImageTooLargeError",
     "ModelLoadError",
     "NotAnImageError",
     "Prediction",
+    "Report",
     "TruncatedImageError",
     "UnsupportedImageError",
+    "analyze",
+    "analyze_batch",
     "create_model",
+    "decode",
     "default_model_ref",
     "get_config",
     "list_models",
