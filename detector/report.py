@@ -67,10 +67,10 @@ class Report:
     def to_dict(self) -> dict:
         """JSON-serialisable: no arrays, no images."""
         if self.error:
-            return {"path": self.path, "error": self.error}
+            return {"file": self.path, "error": self.error}
         prediction = self.prediction
         return {
-            "path": self.path,
+            "file": self.path,  # not "path": gradio_client would take the report for a file to download
             "verdict": self.verdict,
             "partly_ai": self.partly_ai,
             "decided_by": self.decided_by,

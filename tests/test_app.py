@@ -76,7 +76,7 @@ def test_only_predict_is_public(client):
 
 
 def test_predict_returns_probabilities_heatmap_and_verdict(client, library, wide_image):
-    label, overlay, verdict = client.predict(handle_file(wide_image), api_name="/predict")
+    label, overlay, verdict, report = client.predict(handle_file(wide_image), api_name="/predict")
     probs = confidences(label)
     assert set(probs) == {"real", "ai_generated"}
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
@@ -92,7 +92,7 @@ def test_predict_returns_probabilities_heatmap_and_verdict(client, library, wide
 def test_odd_files_decode_like_the_library(client, library, bad_files, name):
     """The upload reaches detector.load_image untouched: 16-bit not whitened, EXIF applied, alpha on white."""
     path = bad_files[name]
-    label, overlay, _ = client.predict(handle_file(path), api_name="/predict")
+    label, overlay, _, _ = client.predict(handle_file(path), api_name="/predict")
     assert confidences(label)["ai_generated"] == pytest.approx(library.predict(path, cam=False).p_fake, abs=1e-5)
     assert Image.open(overlay).size == load_image(path).size
     if name == "exif_rotated.jpg":
@@ -112,7 +112,7 @@ def test_server_still_answers_after_bad_files(client, bad_files, wide_image):
     for name in UNREADABLE:
         with pytest.raises(AppError):
             client.predict(handle_file(bad_files[name]), api_name="/predict")
-    label, _, _ = client.predict(handle_file(wide_image), api_name="/predict")
+    label, _, _, _ = client.predict(handle_file(wide_image), api_name="/predict")
     assert sum(confidences(label).values()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -147,7 +147,7 @@ def _call_predict_over_http(app_url: str, path: Path) -> tuple[str, object]:
 def test_plain_http_protocol(app_url, wide_image, bad_files):
     event, data = _call_predict_over_http(app_url, wide_image)
     assert event == "complete"
-    label, overlay, verdict = data
+    label, overlay, verdict, report = data
     assert set(confidences(label)) == {"real", "ai_generated"}
     assert overlay["url"].startswith(app_url) and verdict.startswith(("Real", "AI-generated", "Uncertain"))
 
