@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from ..images import DecodedImage
-from .base import INFORMATION, NONE, NOTE, Evidence, EvidenceKind
+from .base import INFORMATION, NONE, NOTE, TAMPERED, Evidence, EvidenceKind
 from .c2pa_reader import read_c2pa
 from .exif import read_exif
 from .pngtext import read_png_text
@@ -18,6 +18,9 @@ from .xmp import read_xmp
 
 NOTHING_FOUND = ("No provenance found in the file: no Content Credentials, AI metadata or generator watermark. "
                  "That is normal for screenshots, re-uploads and most photos, and says nothing either way.")
+
+NOT_USABLE = ("No usable AI provenance in the file (see the items above: damaged, changed after signing, or not "
+              "checked). Nothing here counts either way.")
 
 
 class ProvenanceEvidence(EvidenceKind):
@@ -46,5 +49,7 @@ class ProvenanceEvidence(EvidenceKind):
                                          {"error": str(exc)[:200]}))
             timings[source] = round((time.perf_counter() - start) * 1000, 2)
         if not any(e.is_marker for e in evidence):
-            evidence.append(Evidence(self.name, "summary", NONE, INFORMATION, NOTHING_FOUND, {"timings_ms": timings}))
+            unusable = any(e.strength in (TAMPERED, NOTE) and e.source != "watermark" for e in evidence)
+            statement = NOT_USABLE if unusable else NOTHING_FOUND
+            evidence.append(Evidence(self.name, "summary", NONE, INFORMATION, statement, {"timings_ms": timings}))
         return evidence
