@@ -160,9 +160,11 @@ def sniff_format(data: bytes) -> str | None:
 def _exif_tags(image: Image.Image) -> dict:
     """EXIF base and Exif-IFD tags by number; a broken EXIF block gives an empty dict, not an error."""
     try:
-        exif = image.getexif()
-        tags = dict(exif)
-        tags.update(exif.get_ifd(0x8769))  # Exif IFD: exposure, lens, UserComment
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": we answer with an empty dict instead
+            exif = image.getexif()
+            tags = dict(exif)
+            tags.update(exif.get_ifd(0x8769))  # Exif IFD: exposure, lens, UserComment
         return tags
     except Exception:  # noqa: BLE001 - EXIF is optional evidence; a broken block must not reject the image
         return {}

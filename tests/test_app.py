@@ -209,3 +209,47 @@ def test_missing_model_starts_and_explains(tmp_path, wide_image):
         log.close()
     # The operator's log has the full reason the user's message leaves out.
     assert "lacks config.json" in output
+
+
+# --------------------------------------------------------------------------- evidence report
+
+
+@pytest.fixture(scope="module")
+def signed_png(tmp_path_factory) -> Path:
+    from provenance_files import c2pa_sign, encode, make_chain, photo
+
+    path = tmp_path_factory.mktemp("signed") / "chatgpt_image.png"
+    path.write_bytes(c2pa_sign(encode(photo(), "PNG"), "image/png", make_chain("OpenAI Test")))
+    return path
+
+
+def test_signed_file_label_equals_verdict_and_report_parses(client, library, signed_png):
+    label, overlay, verdict, report = client.predict(handle_file(signed_png), api_name="/predict")
+    report = json.loads(json.dumps(report))
+    assert report["verdict"] == "ai_generated" and report["decided_by"] == "provenance_markers"
+    assert label["label"] == report["verdict"]  # the verdict, never the model's top class
+    assert verdict.startswith("AI-generated (decided by the file's provenance metadata")
+    [c2pa] = [e for e in report["evidence"] if e["source"] == "c2pa"]
+    assert c2pa["strength"] == "claimed" and c2pa["details"]["signer"]["common_name"] == "OpenAI Test Signer"
+    # The model's score is shown beside the provenance.
+    expected = library.predict(signed_png, cam=False).p_fake
+    assert report["model"]["p_fake"] == pytest.approx(expected, abs=1e-5)
+    assert confidences(label)["ai_generated"] == pytest.approx(expected, abs=1e-5)
+    assert "Pixel model: p=" in verdict
+
+
+def test_label_is_the_verdict_for_plain_images(client, wide_image):
+    label, _, verdict, report = client.predict(handle_file(wide_image), api_name="/predict")
+    assert label["label"] == report["verdict"] and report["decided_by"] == "pixel_model"
+    assert verdict.split(" (")[0] == {"real": "Real", "ai_generated": "AI-generated", "uncertain": "Uncertain"}[report["verdict"]]
+
+
+def test_evidence_markdown_names_signer_and_conflicts():
+    import app
+
+    report = {"decided_by": "provenance_markers", "conflicts": ["a <b>conflict</b>"], "evidence": [
+        {"kind": "provenance", "source": "c2pa", "signal": "ai_generated", "strength": "claimed", "statement": "says AI",
+         "details": {"signer": {"common_name": "Signer <x>", "issuer": "Org"}, "signer_status": "claimed"}}]}
+    text = app.evidence_markdown(report)
+    assert "C2PA Content Credentials" in text and "Signer &lt;x&gt;" in text and "only claimed" in text
+    assert "Conflicts" in text and "&lt;b&gt;" in text
