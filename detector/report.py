@@ -21,7 +21,7 @@ from .images import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, ImageSource, d
 DISPLAY = {"real": "Real", "ai_generated": "AI-generated", "uncertain": "Uncertain"}
 DECIDED_BY = {
     C2PA_VERIFIED: "verified C2PA Content Credentials",
-    PROVENANCE: "the file's provenance metadata (unverified)",
+    PROVENANCE: "the file's own provenance metadata, unverified",
     PIXEL_MODEL: "the pixel model",
     NOTHING: "nothing: no usable evidence",
 }

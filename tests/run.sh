@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+# The SD watermark's reference embedder, for tests only; --no-deps keeps opencv-python (non-headless) out.
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps invisible-watermark==0.2.0
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null

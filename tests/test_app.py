@@ -228,7 +228,7 @@ def test_signed_file_label_equals_verdict_and_report_parses(client, library, sig
     report = json.loads(json.dumps(report))
     assert report["verdict"] == "ai_generated" and report["decided_by"] == "provenance_markers"
     assert label["label"] == report["verdict"]  # the verdict, never the model's top class
-    assert verdict.startswith("AI-generated (decided by the file's provenance metadata")
+    assert verdict.startswith("AI-generated (decided by the file's own provenance metadata")
     [c2pa] = [e for e in report["evidence"] if e["source"] == "c2pa"]
     assert c2pa["strength"] == "claimed" and c2pa["details"]["signer"]["common_name"] == "OpenAI Test Signer"
     # The model's score is shown beside the provenance.

@@ -158,7 +158,7 @@ def test_evidence_panel_shows_the_c2pa_claim(page, tmp_path):
     path = tmp_path / "signed.png"
     path.write_bytes(c2pa_sign(encode(photo(), "PNG"), "image/png", make_chain("OpenAI Test")))
     page.locator("#input-image input[type=file]").set_input_files(str(path))
-    expect(page.locator("#verdict textarea")).to_have_value(re.compile(r"^AI-generated \(decided by the file's provenance"))
+    expect(page.locator("#verdict textarea")).to_have_value(re.compile(r"^AI-generated \(decided by the file's own provenance"))
     evidence = page.locator("#evidence")
     expect(evidence).to_contain_text("C2PA Content Credentials")
     expect(evidence).to_contain_text("OpenAI Test Signer")
