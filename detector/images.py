@@ -197,6 +197,7 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         # Pillow warns between 1x and 2x its own bomb limit; we apply ours below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" and the like: we decode or raise our own error
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
