@@ -8,6 +8,7 @@ what ``decode`` keeps beyond ``load_image`` (bytes, format, metadata). Targets
 worst case we build: C2PA-signed (the reader re-hashes the whole file), a large XMP
 packet and generator text chunks; the watermark check is skipped there by its time bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def main() -> None:
     jpeg = buffer.getvalue()
     overhead(jpeg, kind)  # warm-up: c2pa library load
     samples = sorted(overhead(jpeg, kind)[0] for _ in range(args.repeats))
-    print(f"1024x768 JPEG ({len(jpeg) / 1e3:.0f} kB, XMP marker): provenance overhead p50 "
-          f"{statistics.median(samples) * 1e3:.1f} ms, max {samples[-1] * 1e3:.1f} ms over {args.repeats} runs (target <= 30 ms p50)")
+    print(
+        f"1024x768 JPEG ({len(jpeg) / 1e3:.0f} kB, XMP marker): provenance overhead p50 "
+        f"{statistics.median(samples) * 1e3:.1f} ms, max {samples[-1] * 1e3:.1f} ms over {args.repeats} runs (target <= 30 ms p50)"
+    )
 
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", A1111_PARAMETERS)
@@ -70,8 +73,10 @@ def main() -> None:
     photo(7303, 5477).save(buffer, "PNG", pnginfo=info, compress_level=1)  # 40.0 MP
     png = c2pa_sign(buffer.getvalue(), "image/png", make_chain("Bench"))
     worst, plain = max(overhead(png, kind) for _ in range(3))
-    print(f"40 MP PNG ({len(png) / 1e6:.0f} MB, C2PA + 1 MB XMP + parameters): provenance overhead worst of 3 "
-          f"{worst:.2f} s (target <= 2 s); decoding alone {plain:.2f} s")
+    print(
+        f"40 MP PNG ({len(png) / 1e6:.0f} MB, C2PA + 1 MB XMP + parameters): provenance overhead worst of 3 "
+        f"{worst:.2f} s (target <= 2 s); decoding alone {plain:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Never counted: tampered C2PA (pixels changed after signing), camera EXIF, proven
 that says "camera capture", and "no provenance found". Provenance never makes "real".
 Every disagreement between items is listed in ``conflicts``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ def fuse(evidence: list[Evidence]) -> Verdict:
         if verified:
             reason = f"Verified C2PA Content Credentials say the image is {what}: {first.statement}"
         else:
-            reason = (f"The file's own metadata says it is {what} ({_sources(decisive)}). This metadata is not verified: "
-                      "anyone can add or remove it, but nobody has a reason to tag a real photo this way.")
+            reason = (
+                f"The file's own metadata says it is {what} ({_sources(decisive)}). This metadata is not verified: "
+                "anyone can add or remove it, but nobody has a reason to tag a real photo this way."
+            )
         return Verdict(AI, partly, C2PA_VERIFIED if verified else PROVENANCE, reason, conflicts)
     if model is not None and model.signal in (AI, REAL, UNCERTAIN) and model.payload is not None:
         return Verdict(model.signal, False, PIXEL_MODEL, model.statement, conflicts)
@@ -61,8 +64,13 @@ def fuse(evidence: list[Evidence]) -> Verdict:
 
 
 def _sources(items: list[Evidence]) -> str:
-    names = {"c2pa": "C2PA, signer not verified", "xmp": "XMP DigitalSourceType", "png_text": "generator text chunks",
-             "exif": "EXIF", "watermark": "SD invisible watermark"}
+    names = {
+        "c2pa": "C2PA, signer not verified",
+        "xmp": "XMP DigitalSourceType",
+        "png_text": "generator text chunks",
+        "exif": "EXIF",
+        "watermark": "SD invisible watermark",
+    }
     return ", ".join(dict.fromkeys(names.get(e.source, e.source) for e in items))
 
 
@@ -72,18 +80,24 @@ def _conflicts(evidence: list[Evidence], markers: list[Evidence], model: Evidenc
     if {AI, PARTLY_AI} <= signals:
         conflicts.append("Some markers say fully AI-generated, others only partly (a composite).")
     if markers and model is not None and model.signal == REAL:
-        conflicts.append(f"The file's provenance says AI-generated, but the pixel model says real "
-                         f"(p={model.details.get('p_fake')}): the model misses some generators.")
+        conflicts.append(
+            f"The file's provenance says AI-generated, but the pixel model says real "
+            f"(p={model.details.get('p_fake')}): the model misses some generators."
+        )
     if markers and any(e.source == "camera_exif" for e in evidence):
         conflicts.append("The file also carries camera EXIF, which is easily copied from another photo.")
     capture = [e for e in evidence if e.kind != "pixel_model" and e.signal == REAL and e.strength != TAMPERED]
     if capture and markers:
         conflicts.append("One provenance item says camera capture while another says AI-generated.")
     if capture and not markers and model is not None and model.signal == AI:
-        conflicts.append("The provenance says camera capture, but the pixel model says AI-generated; "
-                         "provenance never makes a verdict 'real', so the model's answer stands.")
+        conflicts.append(
+            "The provenance says camera capture, but the pixel model says AI-generated; "
+            "provenance never makes a verdict 'real', so the model's answer stands."
+        )
     for item in evidence:
         if item.strength == TAMPERED and item.signal in (AI, PARTLY_AI):
-            conflicts.append("C2PA Content Credentials claim AI generation, but the file changed after signing, "
-                             "so the claim is not counted.")
+            conflicts.append(
+                "C2PA Content Credentials claim AI generation, but the file changed after signing, "
+                "so the claim is not counted."
+            )
     return conflicts

@@ -3,6 +3,7 @@
 ``analyze`` for one image, ``analyze_batch`` for many: the same loop (batched for the
 pixel model, per-item errors kept) serves the library, the CLI and the app.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,7 @@ class Report:
 
     @property
     def headline(self) -> str:
-        """"AI-generated", "Partly AI-generated", "Real" or "Uncertain"."""
+        """ "AI-generated", "Partly AI-generated", "Real" or "Uncertain"."""
         if self.verdict is None:
             return "Error"
         return "Partly AI-generated" if self.partly_ai else DISPLAY.get(self.verdict, self.verdict)
@@ -87,17 +88,28 @@ def default_kinds(detector=None, cam: bool = True, trust_anchors: str | None = N
     return kinds + [ProvenanceEvidence(trust_anchors=trust_anchors)]
 
 
-def analyze(source: ImageSource, detector=None, cam: bool = True, kinds: Sequence[EvidenceKind] | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Report:
+def analyze(
+    source: ImageSource,
+    detector=None,
+    cam: bool = True,
+    kinds: Sequence[EvidenceKind] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> Report:
     """Report for one image. Raises the ImageError if it cannot be decoded (the batch keeps it as a row instead)."""
     item = decode(source, max_pixels=max_pixels, name=name)
     kinds = list(kinds) if kinds is not None else default_kinds(detector, cam)
     return _reports([(_path(source, name), item)], kinds)[0]
 
 
-def analyze_batch(sources: Iterable[ImageSource], detector=None, cam: bool = False,
-                  kinds: Sequence[EvidenceKind] | None = None, batch_size: int = 16,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Report]:
+def analyze_batch(
+    sources: Iterable[ImageSource],
+    detector=None,
+    cam: bool = False,
+    kinds: Sequence[EvidenceKind] | None = None,
+    batch_size: int = 16,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[Report]:
     """Reports in input order; a file that cannot be read becomes a Report with ``error`` and the run goes on."""
     kinds = list(kinds) if kinds is not None else default_kinds(detector, cam)
     pending: list[tuple[str, DecodedImage | str]] = []
@@ -106,7 +118,14 @@ def analyze_batch(sources: Iterable[ImageSource], detector=None, cam: bool = Fal
         try:
             pending.append((path, decode(source, max_pixels=max_pixels)))
         except (ImageError, OSError) as exc:
-            pending.append((path, str(exc) if isinstance(exc, ImageError) else f"{Path(path).name}: cannot be read ({exc.strerror or exc})"))
+            pending.append(
+                (
+                    path,
+                    str(exc)
+                    if isinstance(exc, ImageError)
+                    else f"{Path(path).name}: cannot be read ({exc.strerror or exc})",
+                )
+            )
         if len(pending) >= batch_size:
             yield from _reports(pending, kinds)
             pending.clear()
@@ -124,8 +143,18 @@ def _reports(pending: list[tuple[str, DecodedImage | str]], kinds: list[Evidence
         evidence = [e for results in per_kind for e in results[index]]
         index += 1
         verdict: Verdict = fuse(evidence)
-        reports.append(Report(path=path, verdict=verdict.label, partly_ai=verdict.partly_ai, decided_by=verdict.decided_by,
-                              reason=verdict.reason, evidence=evidence, conflicts=verdict.conflicts, format=item.format))
+        reports.append(
+            Report(
+                path=path,
+                verdict=verdict.label,
+                partly_ai=verdict.partly_ai,
+                decided_by=verdict.decided_by,
+                reason=verdict.reason,
+                evidence=evidence,
+                conflicts=verdict.conflicts,
+                format=item.format,
+            )
+        )
     return reports
 
 

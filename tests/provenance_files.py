@@ -4,6 +4,7 @@ Not fixtures (conftest wraps what it needs). Certificates are made with ``crypto
 to the C2PA profile: an ES256 leaf with digitalSignature, emailProtection EKU,
 subject/authority key ids, issued by a CA that the test may pass as a trust anchor.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,11 +50,13 @@ def make_chain(org: str = "Test Generator Inc") -> Chain:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     def name(common_name: str) -> x509.Name:
-        return x509.Name([
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-        ])
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            ]
+        )
 
     def usage(signature: bool, ca: bool) -> x509.KeyUsage:
         return x509.KeyUsage(signature, False, False, False, False, ca, ca, False, False)
@@ -63,44 +66,75 @@ def make_chain(org: str = "Test Generator Inc") -> Chain:
     ca_name = name(f"{org} Root CA")
 
     def builder(subject, public_key):
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False))
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        )
 
-    ca = (builder(ca_name, ca_key.public_key())
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(usage(False, True), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (builder(name(f"{org} Signer"), key.public_key())
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage(True, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        builder(ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage(False, True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        builder(name(f"{org} Signer"), key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage(True, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = lambda cert: cert.public_bytes(serialization.Encoding.PEM).decode()  # noqa: E731
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     return Chain(pem(leaf) + pem(ca), key_pem, pem(ca))
 
 
 # --------------------------------------------------------------------------- C2PA
 
 
-def c2pa_sign(data: bytes, mime: str, chain: Chain, source_type: str = TRAINED, generator: str = "ChatGPT",
-              remote_url: str | None = None) -> bytes:
+def c2pa_sign(
+    data: bytes,
+    mime: str,
+    chain: Chain,
+    source_type: str = TRAINED,
+    generator: str = "ChatGPT",
+    remote_url: str | None = None,
+) -> bytes:
     """``data`` with an embedded C2PA manifest (or, with ``remote_url``, only a pointer to one), signed by ``chain``."""
     import c2pa
 
     manifest = {
         "claim_generator_info": [{"name": generator, "version": "1.0"}],
-        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": [
-            {"action": "c2pa.created", "digitalSourceType": source_type, "softwareAgent": {"name": generator}},
-        ]}}],
+        "assertions": [
+            {
+                "label": "c2pa.actions.v2",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": source_type,
+                            "softwareAgent": {"name": generator},
+                        },
+                    ]
+                },
+            }
+        ],
     }
-    context = c2pa.Context.from_dict({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
-                                      "builder": {"thumbnail": {"enabled": False}}})
-    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain.certs_pem.encode(), chain.key_pem.encode(), None))
+    context = c2pa.Context.from_dict(
+        {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}, "builder": {"thumbnail": {"enabled": False}}}
+    )
+    signer = c2pa.Signer.from_info(
+        c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain.certs_pem.encode(), chain.key_pem.encode(), None)
+    )
     output = io.BytesIO()
     with c2pa.Builder(manifest, context=context) as builder:
         if remote_url:
@@ -122,9 +156,9 @@ def edit_pixels_keep_manifest(signed_jpeg: bytes) -> bytes:
     """Re-encode the pixels (a visible edit) and splice the original APP11 C2PA segments back in."""
     segments, pos = [], 2
     while pos < len(signed_jpeg) and signed_jpeg[pos] == 0xFF and signed_jpeg[pos + 1] != 0xDA:
-        length = int.from_bytes(signed_jpeg[pos + 2: pos + 4], "big")
+        length = int.from_bytes(signed_jpeg[pos + 2 : pos + 4], "big")
         if signed_jpeg[pos + 1] == 0xEB:  # APP11: JUMBF / C2PA
-            segments.append(signed_jpeg[pos: pos + 2 + length])
+            segments.append(signed_jpeg[pos : pos + 2 + length])
         pos += 2 + length
     image = Image.open(io.BytesIO(signed_jpeg)).convert("RGB")
     image.paste((255, 0, 0), (10, 10, 60, 60))
@@ -155,8 +189,12 @@ def png_with_text(chunks: dict[str, str], image: Image.Image | None = None, xmp:
     return encode(image or photo(), "PNG", pnginfo=info)
 
 
-def jpeg_with_exif(tags: dict[int, object], image: Image.Image | None = None, exif_ifd: dict[int, object] | None = None,
-                   xmp: bytes | None = None) -> bytes:
+def jpeg_with_exif(
+    tags: dict[int, object],
+    image: Image.Image | None = None,
+    exif_ifd: dict[int, object] | None = None,
+    xmp: bytes | None = None,
+) -> bytes:
     exif = Image.Exif()
     for tag, value in tags.items():
         exif[tag] = value

@@ -1,5 +1,6 @@
 """Seeded fuzz of decoding: damaged JPEG/PNG/WebP/GIF/TIFF/BMP files either decode or give the typed, named,
 actionable ImageError, never Pillow's raw text, a traceback or a hang. Provenance readers must survive them too."""
+
 from __future__ import annotations
 
 import time
@@ -13,11 +14,25 @@ from provenance_files import encode, photo
 
 pytestmark = pytest.mark.timeout(300)
 
-FORMATS = {"jpg": ("JPEG", {"quality": 85}), "png": ("PNG", {}), "webp": ("WEBP", {"quality": 80}),
-           "gif": ("GIF", {}), "tif": ("TIFF", {"compression": "tiff_lzw"}), "bmp": ("BMP", {})}
+FORMATS = {
+    "jpg": ("JPEG", {"quality": 85}),
+    "png": ("PNG", {}),
+    "webp": ("WEBP", {"quality": 80}),
+    "gif": ("GIF", {}),
+    "tif": ("TIFF", {"compression": "tiff_lzw"}),
+    "bmp": ("BMP", {}),
+}
 PER_FORMAT = 30  # 180 files, a few seconds
-RAW_PILLOW = ("Truncated File Read", "could not create decoder object", "broken data stream", "image file is truncated",
-              "cannot identify", "Traceback", "decoder error", "buffer is not large enough")
+RAW_PILLOW = (
+    "Truncated File Read",
+    "could not create decoder object",
+    "broken data stream",
+    "image file is truncated",
+    "cannot identify",
+    "Traceback",
+    "decoder error",
+    "buffer is not large enough",
+)
 ACTIONABLE = ("export or download it again", "use JPEG, PNG, WebP, GIF, BMP or TIFF", "empty", "the limit is")
 
 

@@ -4,6 +4,7 @@ No mocks: c2pa-python signs with a certificate chain made by ``cryptography``; e
 file is decoded by ``detector.decode`` and read by the real readers. Network: a
 local server on 127.0.0.1 proves a remote manifest is never fetched.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -176,13 +177,18 @@ def test_remote_manifest_is_never_fetched(chain):
 def test_corrupt_c2pa_box_gives_a_note(signed_png):
     """Damaged JUMBF inside a well-formed PNG chunk (CRC recomputed, so the PNG itself still decodes)."""
     at = signed_png.index(b"caBX")
-    length = int.from_bytes(signed_png[at - 4: at], "big")
-    payload = bytearray(signed_png[at + 4: at + 4 + length])
+    length = int.from_bytes(signed_png[at - 4 : at], "big")
+    payload = bytearray(signed_png[at + 4 : at + 4 + length])
     for offset in range(40, 400, 7):
         payload[offset] ^= 0x5A
     chunk = b"caBX" + bytes(payload)
-    corrupt = signed_png[: at - 4] + length.to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big") \
-        + signed_png[at + 4 + length + 4:]
+    corrupt = (
+        signed_png[: at - 4]
+        + length.to_bytes(4, "big")
+        + chunk
+        + zlib.crc32(chunk).to_bytes(4, "big")
+        + signed_png[at + 4 + length + 4 :]
+    )
     item = only(provenance(bytes(corrupt)), "c2pa")
     assert item.strength in (NOTE, TAMPERED) and not item.is_marker
     assert item.statement and "Traceback" not in item.statement
@@ -203,8 +209,14 @@ def test_xmp_digital_source_type(fmt):
     assert "anyone can add or remove" in result.reason
 
 
-@pytest.mark.parametrize("value", ["TRAINEDALGORITHMICMEDIA", "trainedAlgorithmicMedia",
-                                   "https://cv.iptc.org/newscodes/digitalsourcetype/TrainedAlgorithmicMedia"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "TRAINEDALGORITHMICMEDIA",
+        "trainedAlgorithmicMedia",
+        "https://cv.iptc.org/newscodes/digitalsourcetype/TrainedAlgorithmicMedia",
+    ],
+)
 def test_xmp_terms_are_case_insensitive(value):
     assert only(provenance(png_with_text({}, xmp=xmp_packet(value))), "xmp").signal == AI
 
@@ -245,18 +257,23 @@ def test_invokeai_and_novelai_chunks():
     invoke = only(provenance(png_with_text({"invokeai_metadata": '{"positive_prompt": "a cat"}'})), "png_text")
     assert invoke.details["generator"] == "InvokeAI"
     comment = json.dumps({"prompt": "a cat", "steps": 28, "signed_hash": "c2lnbmF0dXJl"})
-    novel = only(provenance(png_with_text({"Software": "NovelAI", "Source": "NovelAI Diffusion V4", "Comment": comment})),
-                 "png_text")
+    novel = only(
+        provenance(png_with_text({"Software": "NovelAI", "Source": "NovelAI Diffusion V4", "Comment": comment})),
+        "png_text",
+    )
     assert novel.details["signed_hash_present"] and novel.details["signed_hash_verified"] is False
     assert "not verified" in novel.statement
 
 
-@pytest.mark.parametrize("chunks", [
-    {"parameters": "\x00\x01 garbage without settings"},
-    {"prompt": "{not json"},
-    {"workflow": "[1, 2, 3]"},
-    {"Description": "Job ID: not-a-uuid"},
-])
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        {"parameters": "\x00\x01 garbage without settings"},
+        {"prompt": "{not json"},
+        {"workflow": "[1, 2, 3]"},
+        {"Description": "Job ID: not-a-uuid"},
+    ],
+)
 def test_malformed_text_chunks_are_notes_not_markers(chunks):
     evidence = provenance(png_with_text(chunks))
     assert not any(e.is_marker for e in evidence)
@@ -279,8 +296,10 @@ def test_a1111_parameters_in_jpeg_user_comment():
 
 
 def test_camera_exif_is_information_only():
-    data = jpeg_with_exif({0x010F: "Canon", 0x0110: "Canon EOS R5"},
-                          exif_ifd={0x829A: 1 / 250, 0x829D: 4.0, 0x8827: 200, 0x9003: "2024:05:01 10:00:00"})
+    data = jpeg_with_exif(
+        {0x010F: "Canon", 0x0110: "Canon EOS R5"},
+        exif_ifd={0x829A: 1 / 250, 0x829D: 4.0, 0x8827: 200, 0x9003: "2024:05:01 10:00:00"},
+    )
     item = only(provenance(data), "camera_exif")
     assert (item.signal, item.strength) == (NONE, INFORMATION) and not item.is_marker
     assert "Canon EOS R5" in item.statement and "1/250 s" in item.statement and "never makes" in item.statement
@@ -289,8 +308,9 @@ def test_camera_exif_is_information_only():
 
 
 def test_marker_and_camera_exif_is_a_conflict():
-    data = jpeg_with_exif({0x010F: "Canon", 0x0110: "Canon EOS R5"}, exif_ifd={0x829A: 1 / 250, 0x829D: 4.0},
-                          xmp=xmp_packet())
+    data = jpeg_with_exif(
+        {0x010F: "Canon", 0x0110: "Canon EOS R5"}, exif_ifd={0x829A: 1 / 250, 0x829D: 4.0}, xmp=xmp_packet()
+    )
     result = report(data)
     assert result.verdict == AI
     assert any("camera EXIF" in c for c in result.conflicts)

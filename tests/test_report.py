@@ -1,4 +1,5 @@
 """detector.analyze / analyze_batch with the real tiny model: fusion beside the pixel model, batching, per-item errors."""
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,9 @@ def test_model_that_cannot_judge_still_uses_provenance(tiny_checkpoint):
     reports = list(analyze_batch([tiny_marked, tiny_plain, big], detector=strict, batch_size=8))
     assert reports[0].verdict == AI and reports[0].decided_by == PROVENANCE and reports[0].prediction is None
     assert any("cannot judge" in e.statement for e in reports[0].evidence)
-    assert reports[1].verdict == "uncertain" and reports[1].decided_by == NOTHING and "cannot judge" in reports[1].reason
+    assert (
+        reports[1].verdict == "uncertain" and reports[1].decided_by == NOTHING and "cannot judge" in reports[1].reason
+    )
     assert reports[2].decided_by == PIXEL_MODEL and reports[2].prediction is not None  # the batch-mate still judged
 
 
@@ -86,7 +89,9 @@ def test_a_third_kind_plugs_in_without_touching_the_others(detector):
         def collect(self, item):
             return [Evidence("size", "size", "none", "information", f"{item.image.width}x{item.image.height}", {})]
 
-    report = analyze(encode(photo(), "PNG"), kinds=[PixelModelEvidence(detector, cam=False), ProvenanceEvidence(), SizeKind()])
+    report = analyze(
+        encode(photo(), "PNG"), kinds=[PixelModelEvidence(detector, cam=False), ProvenanceEvidence(), SizeKind()]
+    )
     assert [e.statement for e in report.evidence if e.kind == "size"] == ["320x240"]
     assert report.decided_by == PIXEL_MODEL
 

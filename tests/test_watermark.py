@@ -1,4 +1,5 @@
 """The SD/SDXL invisible watermark: embedded with the reference embedder (invisible-watermark, test-only), decoded by ours."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,9 @@ from detector.evidence import AI, INFORMATION, NOTE, UNSIGNED
 from detector.evidence.watermark import MESSAGES, find_watermark, read_watermark
 from provenance_files import encode, photo
 
-imwatermark = pytest.importorskip("imwatermark", reason="the reference embedder: pip install --no-deps invisible-watermark")
+imwatermark = pytest.importorskip(
+    "imwatermark", reason="the reference embedder: pip install --no-deps invisible-watermark"
+)
 cv2 = pytest.importorskip("cv2")
 pytestmark = pytest.mark.timeout(120)
 

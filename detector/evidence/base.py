@@ -6,6 +6,7 @@ The pixel model is one kind, provenance read from the file another; a third
 (``detector.fusion``) only reads the :class:`Evidence` items, never a kind's
 internals.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

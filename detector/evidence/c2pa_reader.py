@@ -7,6 +7,7 @@ expired. What matters is read from the validation codes: is the claim signature
 valid, does the content hash still bind the pixels, and does the signer chain to a
 trust anchor we were given (then "verified"; otherwise the signer is only "claimed").
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,12 @@ from .vocab import digital_source_type
 TRUST_ENV_VAR = "CONVITX_C2PA_TRUST_ANCHORS"
 # We ship no anchors (see README "Provenance"): put a PEM bundle here, or point the env var at one.
 SHIPPED_ANCHORS = Path(__file__).with_name("trust_anchors.pem")
-_HASH_MATCH = ("assertion.dataHash.match", "assertion.boxesHash.match", "assertion.bmffHash.match",
-               "assertion.collectionHash.match")
+_HASH_MATCH = (
+    "assertion.dataHash.match",
+    "assertion.boxesHash.match",
+    "assertion.bmffHash.match",
+    "assertion.collectionHash.match",
+)
 _REMOTE = re.compile(r"remote manifests? from url (\S+)", re.IGNORECASE)
 _contexts: dict[str, object] = {}
 _lock = threading.Lock()
@@ -69,12 +74,19 @@ def read_c2pa(item: DecodedImage, anchors: str | None = None) -> list[Evidence]:
         remote = _REMOTE.search(message)
         if remote:
             url = remote.group(1)
-            return [_note(
-                f"The file says its Content Credentials are stored online at {url}; they were not fetched "
-                "(this check works offline), so they were not checked.", {"remote_url": url},
-            )]
-        return [_note(f"The file has C2PA data that could not be read (damaged or unsupported): {_short(message)}",
-                      {"error": _short(message)})]
+            return [
+                _note(
+                    f"The file says its Content Credentials are stored online at {url}; they were not fetched "
+                    "(this check works offline), so they were not checked.",
+                    {"remote_url": url},
+                )
+            ]
+        return [
+            _note(
+                f"The file has C2PA data that could not be read (damaged or unsupported): {_short(message)}",
+                {"error": _short(message)},
+            )
+        ]
     return [_manifest_evidence(store)]
 
 
@@ -87,7 +99,11 @@ def _manifest_evidence(store: dict) -> Evidence:
     failure |= {entry.get("code") for entry in store.get("validation_status", []) or []}
 
     signature_valid = "claimSignature.validated" in success and "claimSignature.mismatch" not in failure
-    hash_failures = sorted(c for c in failure if c and (c.endswith(".mismatch") or c.endswith(".malformed")) and not c.startswith("signingCredential"))
+    hash_failures = sorted(
+        c
+        for c in failure
+        if c and (c.endswith(".mismatch") or c.endswith(".malformed")) and not c.startswith("signingCredential")
+    )
     binds_pixels = any(c in success for c in _HASH_MATCH) and not hash_failures
     trusted = "signingCredential.trusted" in success
     expired = bool({"signingCredential.expired", "claimSignature.outsideValidity"} & failure)
@@ -105,8 +121,12 @@ def _manifest_evidence(store: dict) -> Evidence:
         "claim_generator": generator,
         "actions": actions,
         "digital_source_types": source_types,
-        "signer": {"common_name": signature.get("common_name"), "issuer": signature.get("issuer"),
-                   "time": signature.get("time"), "alg": signature.get("alg")},
+        "signer": {
+            "common_name": signature.get("common_name"),
+            "issuer": signature.get("issuer"),
+            "time": signature.get("time"),
+            "alg": signature.get("alg"),
+        },
         "signer_status": VERIFIED if trusted else CLAIMED,
         "signature_valid": signature_valid,
         "content_hash_binds_pixels": binds_pixels,
@@ -114,20 +134,32 @@ def _manifest_evidence(store: dict) -> Evidence:
         "validation_state": store.get("validation_state"),
         "validation_failures": sorted(c for c in failure if c),
     }
-    who = f"signed by {signer}" + (f" (issuer {signature['issuer']})" if signature.get("issuer") and signature.get("issuer") != signer else "")
+    who = f"signed by {signer}" + (
+        f" (issuer {signature['issuer']})" if signature.get("issuer") and signature.get("issuer") != signer else ""
+    )
     what = f"C2PA Content Credentials from {generator or 'an unnamed tool'}, {who}, say the image is {meaning}"
     if not signature_valid or not binds_pixels:
         why = "the signature does not verify" if not signature_valid else "the pixels were changed after signing"
-        return Evidence("provenance", "c2pa", signal, TAMPERED,
-                        f"{what}, but {why}: the credentials no longer describe this file, so they are not counted.",
-                        details)
+        return Evidence(
+            "provenance",
+            "c2pa",
+            signal,
+            TAMPERED,
+            f"{what}, but {why}: the credentials no longer describe this file, so they are not counted.",
+            details,
+        )
     if trusted:
-        statement = f"{what}. The signature is valid, binds the pixels, and the signer is verified against the trust anchors."
+        statement = (
+            f"{what}. The signature is valid, binds the pixels, and the signer is verified against the trust anchors."
+        )
         strength = VERIFIED
     else:
-        statement = (f"{what}. The signature is valid and binds the pixels, but the signer is only claimed: "
-                     "its certificate does not chain to a trust anchor we ship"
-                     + (" (and it has expired)" if expired else "") + ".")
+        statement = (
+            f"{what}. The signature is valid and binds the pixels, but the signer is only claimed: "
+            "its certificate does not chain to a trust anchor we ship"
+            + (" (and it has expired)" if expired else "")
+            + "."
+        )
         strength = CLAIMED
     if signal == REAL:
         statement += " Provenance never makes a verdict 'real' on its own."
@@ -136,7 +168,11 @@ def _manifest_evidence(store: dict) -> Evidence:
 
 def _generator(manifest: dict) -> str | None:
     info = manifest.get("claim_generator_info") or []
-    names = [" ".join(str(part) for part in (entry.get("name"), entry.get("version")) if part) for entry in info if isinstance(entry, dict)]
+    names = [
+        " ".join(str(part) for part in (entry.get("name"), entry.get("version")) if part)
+        for entry in info
+        if isinstance(entry, dict)
+    ]
     return ", ".join(n for n in names if n) or manifest.get("claim_generator")
 
 
@@ -148,7 +184,11 @@ def _actions(manifest: dict) -> tuple[list[dict], list[str]]:
         for action in (assertion.get("data") or {}).get("actions", []) or []:
             agent = action.get("softwareAgent")
             agent = agent.get("name") if isinstance(agent, dict) else agent
-            entry = {"action": action.get("action"), "digital_source_type": action.get("digitalSourceType"), "software_agent": agent}
+            entry = {
+                "action": action.get("action"),
+                "digital_source_type": action.get("digitalSourceType"),
+                "software_agent": agent,
+            }
             actions.append(entry)
             if action.get("digitalSourceType"):
                 source_types.append(action["digitalSourceType"])

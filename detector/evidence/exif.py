@@ -2,6 +2,7 @@
 
 Camera EXIF is trivially copied or forged, so it never makes a verdict "real".
 """
+
 from __future__ import annotations
 
 from ..images import DecodedImage
@@ -25,9 +26,8 @@ def user_comment(raw: bytes) -> str:
     """EXIF UserComment: an 8-byte charset header (ASCII/UNICODE/JIS) then the text."""
     header, body = raw[:8], raw[8:]
     if header.startswith(b"UNICODE"):
-        # A1111 (piexif) writes UTF-16 big-endian; some tools little-endian. Pick the one with fewer NULs first.
-        be = body[:2].startswith(b"\x00") or (len(body) > 1 and body[0] == 0)
-        text = body.decode("utf-16-be" if be else "utf-16-le", "replace")
+        # A1111 (piexif) writes UTF-16 big-endian, some tools little-endian: Latin text starts with NUL in BE.
+        text = body.decode("utf-16-be" if body[:1] == b"\x00" else "utf-16-le", "replace")
     elif header.startswith((b"ASCII", b"\x00\x00\x00\x00\x00\x00\x00\x00")):
         text = body.decode("utf-8", "replace")
     else:
@@ -44,24 +44,46 @@ def read_exif(item: DecodedImage) -> list[Evidence]:
         value = _text(tags.get(tag))[:200]
         generator = generator_in(value)
         if generator:
-            evidence.append(Evidence("provenance", "exif", AI, UNSIGNED,
-                                     f"EXIF {field} names the image generator {generator} ({value!r}). {CAVEAT}",
-                                     {"field": field, "value": value, "generator": generator}))
+            evidence.append(
+                Evidence(
+                    "provenance",
+                    "exif",
+                    AI,
+                    UNSIGNED,
+                    f"EXIF {field} names the image generator {generator} ({value!r}). {CAVEAT}",
+                    {"field": field, "value": value, "generator": generator},
+                )
+            )
     comment = _text(tags.get(USER_COMMENT))[:100_000]
     if comment:
         settings = parse_a1111(comment)
         if {"steps", "sampler"} <= set(settings) or generator_in(comment[:2000]):
             generator = "AUTOMATIC1111 / Forge" if {"steps", "sampler"} <= set(settings) else generator_in(comment)
-            evidence.append(Evidence("provenance", "exif", AI, UNSIGNED,
-                                     f"EXIF UserComment holds generation settings or names {generator}. {CAVEAT}",
-                                     {"field": "UserComment", "generator": generator, "settings": settings, "excerpt": comment[:200]}))
+            evidence.append(
+                Evidence(
+                    "provenance",
+                    "exif",
+                    AI,
+                    UNSIGNED,
+                    f"EXIF UserComment holds generation settings or names {generator}. {CAVEAT}",
+                    {"field": "UserComment", "generator": generator, "settings": settings, "excerpt": comment[:200]},
+                )
+            )
     if not evidence:
         camera = _camera(tags)
         if camera:
             summary = ", ".join(str(v) for v in camera.values())
-            evidence.append(Evidence("provenance", "camera_exif", NONE, INFORMATION,
-                                     f"Camera EXIF: {summary}. Information only: EXIF is easily copied or forged, "
-                                     "so it never makes a verdict 'real'.", camera))
+            evidence.append(
+                Evidence(
+                    "provenance",
+                    "camera_exif",
+                    NONE,
+                    INFORMATION,
+                    f"Camera EXIF: {summary}. Information only: EXIF is easily copied or forged, "
+                    "so it never makes a verdict 'real'.",
+                    camera,
+                )
+            )
     return evidence
 
 
@@ -69,7 +91,9 @@ def _camera(tags: dict) -> dict:
     camera = {}
     make, model = _text(tags.get(MAKE))[:80], _text(tags.get(MODEL))[:80]
     if make or model:
-        camera["camera"] = model if make and model.lower().startswith(make.lower()) else " ".join(p for p in (make, model) if p)
+        camera["camera"] = (
+            model if make and model.lower().startswith(make.lower()) else " ".join(p for p in (make, model) if p)
+        )
     if tags.get(LENS):
         camera["lens"] = _text(tags.get(LENS))[:80]
     try:

@@ -1,4 +1,5 @@
 """The pixel model as one kind of evidence: its calibrated score and Grad-CAM map."""
+
 from __future__ import annotations
 
 from ..images import CannotJudgeError, DecodedImage
@@ -35,8 +36,12 @@ class PixelModelEvidence(EvidenceKind):
 
     def cannot_judge(self, reason: str) -> Evidence:
         return Evidence(
-            self.name, "model", UNCERTAIN, NOTE,
-            f"The pixel model cannot judge this image: {reason}", {"reason": reason},
+            self.name,
+            "model",
+            UNCERTAIN,
+            NOTE,
+            f"The pixel model cannot judge this image: {reason}",
+            {"reason": reason},
         )
 
     def _evidence(self, prediction) -> Evidence:

@@ -4,6 +4,7 @@ Each reader sees the decoded file and returns Evidence; one that fails on hostil
 input becomes a note, never a crash. Finding nothing is stated as normal and never
 counts towards "real".
 """
+
 from __future__ import annotations
 
 import time
@@ -16,11 +17,15 @@ from .pngtext import read_png_text
 from .watermark import MAX_PIXELS, read_watermark
 from .xmp import read_xmp
 
-NOTHING_FOUND = ("No provenance found in the file: no Content Credentials, AI metadata or generator watermark. "
-                 "That is normal for screenshots, re-uploads and most photos, and says nothing either way.")
+NOTHING_FOUND = (
+    "No provenance found in the file: no Content Credentials, AI metadata or generator watermark. "
+    "That is normal for screenshots, re-uploads and most photos, and says nothing either way."
+)
 
-NOT_USABLE = ("No usable AI provenance in the file (see the items above: damaged, changed after signing, or not "
-              "checked). Nothing here counts either way.")
+NOT_USABLE = (
+    "No usable AI provenance in the file (see the items above: damaged, changed after signing, or not "
+    "checked). Nothing here counts either way."
+)
 
 
 class ProvenanceEvidence(EvidenceKind):
@@ -44,9 +49,16 @@ class ProvenanceEvidence(EvidenceKind):
             try:
                 evidence.extend(reader(item))
             except Exception as exc:  # noqa: BLE001 - hostile metadata must never take the report down
-                evidence.append(Evidence(self.name, source, NONE, NOTE,
-                                         f"The {source} check could not read this file's data ({type(exc).__name__}); skipped.",
-                                         {"error": str(exc)[:200]}))
+                evidence.append(
+                    Evidence(
+                        self.name,
+                        source,
+                        NONE,
+                        NOTE,
+                        f"The {source} check could not read this file's data ({type(exc).__name__}); skipped.",
+                        {"error": str(exc)[:200]},
+                    )
+                )
             timings[source] = round((time.perf_counter() - start) * 1000, 2)
         if not any(e.is_marker for e in evidence):
             unusable = any(e.strength in (TAMPERED, NOTE) and e.source != "watermark" for e in evidence)

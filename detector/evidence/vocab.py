@@ -4,6 +4,7 @@ DigitalSourceType terms: https://cv.iptc.org/newscodes/digitalsourcetype/ (IPTC
 NewsCodes, 2025 list) plus the two C2PA-namespace terms. Matching is on the last
 path segment, case-insensitive, so ``TrainedAlgorithmicMedia`` and a bare term both count.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,12 +15,16 @@ from .base import AI, NONE, PARTLY_AI, REAL
 DIGITAL_SOURCE_TYPES: dict[str, tuple[str, str]] = {
     "trainedalgorithmicmedia": (AI, "created by a generative AI model (trainedAlgorithmicMedia)"),
     "compositewithtrainedalgorithmicmedia": (
-        PARTLY_AI, "a composite that includes AI-generated elements (compositeWithTrainedAlgorithmicMedia)",
+        PARTLY_AI,
+        "a composite that includes AI-generated elements (compositeWithTrainedAlgorithmicMedia)",
     ),
     "algorithmicmedia": (NONE, "created by an algorithm without training data, e.g. procedural (algorithmicMedia)"),
     "algorithmicallyenhanced": (NONE, "a capture enhanced by an algorithm (algorithmicallyEnhanced)"),
     "digitalcapture": (REAL, "captured by a digital camera (digitalCapture)"),
-    "computationalcapture": (REAL, "a computational capture, e.g. a phone camera's multi-frame photo (computationalCapture)"),
+    "computationalcapture": (
+        REAL,
+        "a computational capture, e.g. a phone camera's multi-frame photo (computationalCapture)",
+    ),
     "negativefilm": (REAL, "a scan of a film negative (negativeFilm)"),
     "positivefilm": (REAL, "a scan of a film positive (positiveFilm)"),
     "print": (REAL, "a scan of a print (print)"),

@@ -11,6 +11,7 @@ torch-side ONNX code and the non-headless opencv); OpenCV-headless is already
 here through grad-cam. The reference package is used only in the tests, to embed.
 The mark does not survive JPEG re-compression or resizing: "not found" is normal.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,12 @@ def block_bits(bgr: np.ndarray) -> np.ndarray:
     u = cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV)[:rows, :cols, 1].astype(np.float64)
     approx = (u[0::2, 0::2] + u[0::2, 1::2] + u[1::2, 0::2] + u[1::2, 1::2]) / 2.0  # pywt.dwt2(.., "haar") cA
     nr, nc = approx.shape[0] // BLOCK, approx.shape[1] // BLOCK
-    blocks = approx[: nr * BLOCK, : nc * BLOCK].reshape(nr, BLOCK, nc, BLOCK).transpose(0, 2, 1, 3).reshape(-1, BLOCK * BLOCK)
+    blocks = (
+        approx[: nr * BLOCK, : nc * BLOCK]
+        .reshape(nr, BLOCK, nc, BLOCK)
+        .transpose(0, 2, 1, 3)
+        .reshape(-1, BLOCK * BLOCK)
+    )
     ac = np.abs(blocks[:, 1:])
     value = ac[np.arange(len(ac)), ac.argmax(axis=1)]
     return (np.mod(value, SCALE) > 0.5 * SCALE).astype(np.float64)
@@ -67,29 +73,64 @@ def find_watermark(rgb: np.ndarray) -> dict | None:
             decoded, agreement = decode_message(bits, len(message))
             errors = int(np.count_nonzero(decoded != message))
             if errors <= MAX_BIT_ERRORS * len(message) and agreement >= MIN_AGREEMENT:
-                return {"message": key, "model": name, "bit_errors": errors, "bits": len(message),
-                        "agreement": round(agreement, 3), "channel_order": order}
+                return {
+                    "message": key,
+                    "model": name,
+                    "bit_errors": errors,
+                    "bits": len(message),
+                    "agreement": round(agreement, 3),
+                    "channel_order": order,
+                }
     return None
 
 
 def read_watermark(item: DecodedImage, max_pixels: int = MAX_PIXELS) -> list[Evidence]:
     width, height = item.image.size
     if width * height < MIN_PIXELS:
-        return [Evidence("provenance", "watermark", NONE, INFORMATION,
-                         "Too small to carry the Stable Diffusion invisible watermark (under 256x256 pixels); not checked.",
-                         {"checked": False, "reason": "too small"})]
+        return [
+            Evidence(
+                "provenance",
+                "watermark",
+                NONE,
+                INFORMATION,
+                "Too small to carry the Stable Diffusion invisible watermark (under 256x256 pixels); not checked.",
+                {"checked": False, "reason": "too small"},
+            )
+        ]
     if width * height > max_pixels:
-        return [Evidence("provenance", "watermark", NONE, NOTE,
-                         f"The Stable Diffusion watermark check was skipped: the image is {width * height / 1e6:.1f} MP, "
-                         f"over the {max_pixels / 1e6:.0f} MP time bound (generators output far smaller images).",
-                         {"checked": False, "reason": "time bound", "max_pixels": max_pixels})]
+        return [
+            Evidence(
+                "provenance",
+                "watermark",
+                NONE,
+                NOTE,
+                f"The Stable Diffusion watermark check was skipped: the image is {width * height / 1e6:.1f} MP, "
+                f"over the {max_pixels / 1e6:.0f} MP time bound (generators output far smaller images).",
+                {"checked": False, "reason": "time bound", "max_pixels": max_pixels},
+            )
+        ]
     found = find_watermark(np.asarray(item.image))
     if found is None:
-        return [Evidence("provenance", "watermark", NONE, INFORMATION,
-                         "No Stable Diffusion invisible watermark found (normal: most tools do not embed it, and "
-                         "JPEG re-compression or resizing erases it).", {"checked": True, "found": False})]
-    return [Evidence("provenance", "watermark", AI, UNSIGNED,
-                     f"The invisible watermark of the {found['model']} reference pipeline is embedded in the pixels "
-                     f"({found['bits'] - found['bit_errors']}/{found['bits']} bits match). Anyone can embed or strip it "
-                     "with the open-source library, but nobody has a reason to mark a real photo.",
-                     {"checked": True, "found": True, **found})]
+        return [
+            Evidence(
+                "provenance",
+                "watermark",
+                NONE,
+                INFORMATION,
+                "No Stable Diffusion invisible watermark found (normal: most tools do not embed it, and "
+                "JPEG re-compression or resizing erases it).",
+                {"checked": True, "found": False},
+            )
+        ]
+    return [
+        Evidence(
+            "provenance",
+            "watermark",
+            AI,
+            UNSIGNED,
+            f"The invisible watermark of the {found['model']} reference pipeline is embedded in the pixels "
+            f"({found['bits'] - found['bit_errors']}/{found['bits']} bits match). Anyone can embed or strip it "
+            "with the open-source library, but nobody has a reason to mark a real photo.",
+            {"checked": True, "found": True, **found},
+        )
+    ]

@@ -3,6 +3,7 @@
 Plain text search rather than an XML parser: packets in the wild are often not
 well-formed, and a regex over even a 10 MB packet is linear and fast.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,9 +34,16 @@ def read_xmp(item: DecodedImage) -> list[Evidence]:
     evidence: list[Evidence] = []
     for packet in xmp_packets(item):
         if len(packet) > LARGE_PACKET:
-            evidence.append(Evidence("provenance", "xmp", NONE, NOTE,
-                                     f"The file has an unusually large XMP packet ({len(packet) / 1e6:.1f} MB); it was searched as text.",
-                                     {"xmp_bytes": len(packet)}))
+            evidence.append(
+                Evidence(
+                    "provenance",
+                    "xmp",
+                    NONE,
+                    NOTE,
+                    f"The file has an unusually large XMP packet ({len(packet) / 1e6:.1f} MB); it was searched as text.",
+                    {"xmp_bytes": len(packet)},
+                )
+            )
         terms = [m.decode("ascii", "replace") for m in _URL_TERM.findall(packet) + _BARE_TERM.findall(packet)]
         seen = set()
         for term in terms:
@@ -46,19 +54,36 @@ def read_xmp(item: DecodedImage) -> list[Evidence]:
             name, signal, meaning = found
             details = {"field": "Iptc4xmpExt:DigitalSourceType", "value": name}
             if signal in (AI, PARTLY_AI):
-                statement = (f"The XMP metadata says the image is {meaning}. Such metadata is unsigned: "
-                             "anyone can add or remove it, but nobody has a reason to tag a real photo this way.")
+                statement = (
+                    f"The XMP metadata says the image is {meaning}. Such metadata is unsigned: "
+                    "anyone can add or remove it, but nobody has a reason to tag a real photo this way."
+                )
                 evidence.append(Evidence("provenance", "xmp", signal, UNSIGNED, statement, details))
             else:
                 extra = " Provenance never makes a verdict 'real'." if signal == REAL else ""
-                evidence.append(Evidence("provenance", "xmp", signal, INFORMATION,
-                                         f"The XMP metadata says the image is {meaning} (information only).{extra}", details))
+                evidence.append(
+                    Evidence(
+                        "provenance",
+                        "xmp",
+                        signal,
+                        INFORMATION,
+                        f"The XMP metadata says the image is {meaning} (information only).{extra}",
+                        details,
+                    )
+                )
         for raw in _CREATOR_TOOL.findall(packet)[:5]:
             tool = raw.decode("utf-8", "replace").strip()
             generator = generator_in(tool)
             if generator:
-                evidence.append(Evidence("provenance", "xmp", AI, UNSIGNED,
-                                         f"The XMP CreatorTool names the image generator {generator} ({tool!r}); "
-                                         "unsigned metadata that anyone can add or remove.",
-                                         {"field": "xmp:CreatorTool", "value": tool, "generator": generator}))
+                evidence.append(
+                    Evidence(
+                        "provenance",
+                        "xmp",
+                        AI,
+                        UNSIGNED,
+                        f"The XMP CreatorTool names the image generator {generator} ({tool!r}); "
+                        "unsigned metadata that anyone can add or remove.",
+                        {"field": "xmp:CreatorTool", "value": tool, "generator": generator},
+                    )
+                )
     return evidence
