@@ -1,8 +1,8 @@
-"""ConVitX web app: upload an image, get p(AI-generated), a verdict and a Grad-CAM heatmap.
+"""ConVitX web app: upload an image, get a verdict, the evidence behind it and a Grad-CAM heatmap.
 
-Thin on purpose: decoding, the model, calibration and the decision rule all live
-in ``detector/``; this file only wires them to a Gradio UI and one API endpoint,
-``/predict``. It runs as a Hugging Face Space (module-level ``demo``) or with
+Thin on purpose: decoding, the model, provenance, calibration and the fusion rules
+all live in ``detector/``; this file only wires ``detector.analyze`` to a Gradio UI
+and one API endpoint, ``/predict``. It runs as a Hugging Face Space (module-level ``demo``) or with
 ``python app.py``. ``CONVITX_MODEL`` picks the checkpoint (default: ``weights/``);
 Gradio itself reads ``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT``.
 """
@@ -20,8 +20,10 @@ from typing import Callable
 import gradio as gr
 from huggingface_hub import constants as hf_constants
 
-from detector import UNCERTAIN, Detector, ImageError, Prediction
+from detector import UNCERTAIN, Detector, ImageError, Prediction, Report, analyze
+from detector.fusion import PIXEL_MODEL
 from detector.hub import MODEL_ENV_VAR, is_hub_ref, read_card, split_ref
+from detector.report import DECIDED_BY
 
 log = logging.getLogger("convitx.app")
 
@@ -194,18 +196,86 @@ def _num(x: float) -> str:
     return f"{x:.3f}".rstrip("0").rstrip(".")
 
 
+def report_verdict_text(report: Report) -> str:
+    """The verdict card: the call, which evidence decided it, and the model's score beside provenance."""
+    prediction = report.prediction
+    if report.decided_by == PIXEL_MODEL and prediction is not None:
+        found = [e for e in report.evidence if e.source == "summary"]
+        tail = " No provenance in the file (normal for screenshots and re-uploads)." if found else ""
+        return f"{verdict_text(prediction)} · decided by the pixel model.{tail}" + _conflict_line(report)
+    model = (f" Pixel model: p={_num(prediction.p_fake)} ({DISPLAY_LABELS.get(prediction.label, prediction.label)})."
+             if prediction is not None else " The pixel model cannot judge this image.")
+    return f"{report.headline} (decided by {DECIDED_BY.get(report.decided_by, report.decided_by)}): {report.reason}{model}" + _conflict_line(report)
+
+
+def _conflict_line(report: Report) -> str:
+    return f" Conflict: {' '.join(report.conflicts)}" if report.conflicts else ""
+
+
+STRENGTH_MEANING = {
+    "verified": "verified: signed by a signer that chains to a trusted anchor",
+    "claimed": "signed, but who signed it is only claimed (not in our trust anchors)",
+    "unsigned": "plain metadata or watermark: anyone can add or remove it",
+    "statistical": "the model's calibrated score",
+    "information": "information only, not counted",
+    "tampered": "the file changed after signing: not counted",
+    "note": "could not be checked",
+}
+SOURCE_NAMES = {
+    "model": "Pixel model", "c2pa": "C2PA Content Credentials", "xmp": "XMP / IPTC", "png_text": "Generator text chunks",
+    "exif": "EXIF", "camera_exif": "Camera EXIF", "watermark": "SD invisible watermark", "summary": "Provenance",
+}
+
+
+def evidence_markdown(report: dict | None) -> str:
+    """The evidence panel: what was found, who signed it, what it means; conflicts last."""
+    if not report or "evidence" not in report:
+        return ""
+    lines = [f"**Decided by {_escape(DECIDED_BY.get(report['decided_by'], report['decided_by']))}.**", ""]
+    for item in report["evidence"]:
+        name = SOURCE_NAMES.get(item["source"], item["source"])
+        meaning = STRENGTH_MEANING.get(item["strength"], item["strength"])
+        signer = (item.get("details") or {}).get("signer") if item["source"] == "c2pa" else None
+        who = ""
+        if signer and (signer.get("common_name") or signer.get("issuer")):
+            who = f" Signer: {_escape(signer.get('common_name') or '?')} (issuer {_escape(signer.get('issuer') or '?')}), " \
+                  f"{_escape(item['details'].get('signer_status', ''))}."
+        lines.append(f"- **{name}** · *{meaning}*: {_escape(item['statement'])}{who}")
+    if report.get("conflicts"):
+        lines += ["", "**Conflicts:**"] + [f"- {_escape(c)}" for c in report["conflicts"]]
+    return "\n".join(lines)
+
+
 def predict(model: LazyDetector, image: str | None):
-    """Image file -> (label confidences, Grad-CAM overlay, verdict). Errors become gr.Error."""
+    """Image file -> (verdict label + model confidences, Grad-CAM overlay, verdict text, JSON report). Errors become gr.Error."""
     if image is None:
-        return None, None, "Upload an image to get a verdict."
+        return None, None, "Upload an image to get a verdict.", None
     detector = model.get()
     try:
-        prediction = detector.predict(image, cam=True)
+        report = analyze(image, detector=detector, cam=True, name=Path(image).name)
     except ImageError as exc:
         # ImageError messages are written for end users and name the file, never its temp path.
         message = _escape(_strip_dir(str(exc), image))
         raise gr.Error(message, title="Cannot read this image", print_exception=False) from None
-    return prediction.probabilities, prediction.overlay(), verdict_text(prediction)
+    prediction = report.prediction
+    label = {"label": report.verdict, "confidences": prediction.probabilities if prediction is not None else {}}
+    overlay = prediction.overlay() if prediction is not None else None
+    return label, overlay, report_verdict_text(report), report.to_dict()
+
+
+def verdict_label(**kwargs) -> gr.Label:
+    """gr.Label whose label is the fused verdict, not the model's top class, so the two can never disagree."""
+    component = gr.Label(**kwargs)
+
+    def postprocess(value):
+        if not value:
+            return {}
+        confidences = sorted((value.get("confidences") or {}).items(), key=lambda kv: kv[1], reverse=True)
+        return {"label": value["label"], "confidences": [{"label": k, "confidence": v} for k, v in confidences]}
+
+    # An instance attribute rather than a subclass (Gradio writes .pyi stubs for Component subclasses).
+    component.postprocess = postprocess
+    return component
 
 
 def build_demo(model_ref: str | None = None, detector_factory: Callable[[], Detector] | None = None) -> gr.Blocks:
@@ -240,27 +310,35 @@ def build_demo(model_ref: str | None = None, detector_factory: Callable[[], Dete
                     api_visibility="private",
                 )
             with gr.Column():
-                verdict = gr.Textbox(label="Verdict", interactive=False, elem_id="verdict", lines=2)
+                verdict = gr.Textbox(label="Verdict", interactive=False, elem_id="verdict", lines=3)
+                evidence = gr.Markdown(label="Evidence", elem_id="evidence", container=True)
                 # No heading: the top class would read as a verdict even inside the uncertain band.
-                probabilities = gr.Label(
-                    label="Probabilities", num_top_classes=2, show_heading=False, elem_id="probabilities"
+                probabilities = verdict_label(
+                    label="Pixel model probabilities", num_top_classes=2, show_heading=False, elem_id="probabilities"
                 )
                 overlay = gr.Image(label="Grad-CAM heatmap", format="png", interactive=False, elem_id="heatmap")
         gr.Markdown(
             "p is the model's calibrated probability that the image is AI-generated. Inside the uncertain "
             "band the app does not commit to an answer. A detector's score is evidence, not proof: "
-            "resizing, compression, screenshots and generators it never saw all move it."
+            "resizing, compression, screenshots and generators it never saw all move it. Provenance found in the "
+            "file itself (C2PA Content Credentials, AI metadata, a generator's watermark) decides the verdict when "
+            "present; finding none is normal and never counts towards 'Real'."
         )
+        with gr.Accordion("Report (JSON)", open=False):
+            report = gr.JSON(label="Report", elem_id="report")
         with gr.Accordion("Model card", open=False):
             card = gr.Markdown()
 
         image.change(
             functools.partial(predict, model),
             inputs=[image],
-            outputs=[probabilities, overlay, verdict],
+            outputs=[probabilities, overlay, verdict, report],
             api_name="predict",
-            api_description="Image file -> label confidences (real / ai_generated), Grad-CAM overlay, verdict text.",
-        )
+            api_description=(
+                "Image file -> verdict label (real / ai_generated / uncertain) with the pixel model's confidences, "
+                "Grad-CAM overlay, verdict text, and the full evidence report as JSON."
+            ),
+        ).then(evidence_markdown, inputs=[report], outputs=[evidence], api_visibility="private")
         demo.load(load_model_info, outputs=[model_info, card], api_visibility="private")
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_MAX_SIZE)
     return demo

@@ -17,11 +17,15 @@ from .images import (
     NotAnImageError,
     TruncatedImageError,
     UnsupportedImageError,
+    DecodedImage,
+    decode,
     load_image,
 )
+from .evidence import Evidence, EvidenceKind
 from .inference import Detector, Prediction
 from .model import ConVitX, create_model
 from .registry import get_config, list_models
+from .report import Report, analyze, analyze_batch
 
 __version__ = "0.1.0"
 
@@ -33,8 +37,11 @@ __all__ = [
     "ConVitX",
     "ConVitXConfig",
     "DecisionRule",
+    "DecodedImage",
     "Detector",
     "EmptyImageError",
+    "Evidence",
+    "EvidenceKind",
     "ImageError",
     "ImageTooLargeError",
     "ModelLoadError",
@@ -42,9 +49,13 @@ __all__ = [
     "Prediction",
     "PreprocessConfig",
     "PushError",
+    "Report",
     "TruncatedImageError",
     "UnsupportedImageError",
+    "analyze",
+    "analyze_batch",
     "create_model",
+    "decode",
     "default_model_ref",
     "get_config",
     "list_models",

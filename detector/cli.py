@@ -1,5 +1,7 @@
 """``convitx predict PATH...`` (or ``python -m detector predict``): batch verdicts as JSONL or CSV.
 
+Each row is a ``detector.report.Report``: the verdict (``label``), what decided it
+(``decided_by``, ``reason``), the pixel model's numbers and the evidence list.
 A file that fails becomes an ``{"path", "error"}`` row and the run goes on;
 the exit status is 1 if any file failed, 2 if the model could not be loaded.
 """
@@ -15,10 +17,12 @@ from typing import Iterator
 from tqdm import tqdm
 
 from .hub import MODEL_ENV_VAR, ModelLoadError, default_model_ref
-from .images import ImageError, load_image
+from .report import analyze_batch
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-CSV_FIELDS = ["path", "p_fake", "label", "p_real", "threshold", "heatmap", "error"]
+CSV_FIELDS = [
+    "path", "label", "partly_ai", "decided_by", "p_fake", "model_label", "p_real", "threshold", "evidence", "heatmap", "error",
+]
 
 
 def iter_inputs(paths: list[str]) -> Iterator[Path]:
@@ -62,39 +66,41 @@ def main(argv: list[str] | None = None) -> int:
     if cam_dir:
         cam_dir.mkdir(parents=True, exist_ok=True)
     writer = _Writer(args.format, sys.stdout)
-    failures = 0
     files = list(iter_inputs(args.paths))
-    pending: list[tuple[Path, object]] = []  # (path, decoded image or error message)
-
-    def flush() -> None:
-        """Predict the decoded images in one batch; write every row in input order."""
-        images = [item for _, item in pending if not isinstance(item, str)]
-        predictions = iter(detector.predict_decoded(images, cam=cam) if images else [])
-        for path, item in pending:
-            if isinstance(item, str):
-                writer.write({"path": str(path), "error": item})
-                continue
-            row = {"path": str(path), **(prediction := next(predictions)).to_dict()}
-            if cam_dir:
-                target = cam_dir / f"{len(writer.seen):05d}_{path.stem}.png"
-                prediction.overlay().save(target)
-                row["heatmap"] = str(target)
-            writer.write(row)
-        pending.clear()
-
-    for path in tqdm(files, desc="predict", unit="img", file=sys.stderr, disable=None):
-        try:
-            pending.append((path, load_image(path)))
-        except (ImageError, OSError) as exc:
+    failures = 0
+    progress = tqdm(files, desc="predict", unit="img", file=sys.stderr, disable=None)
+    for report in analyze_batch(progress, detector=detector, cam=cam, batch_size=args.batch_size):
+        if report.error:
             failures += 1
-            pending.append((path, str(exc)))
-        if len(pending) >= args.batch_size:
-            flush()
-    flush()
+            writer.write({"path": report.path, "error": report.error})
+            continue
+        row = report_row(report)
+        if cam_dir and report.prediction is not None:
+            target = cam_dir / f"{len(writer.seen):05d}_{Path(report.path).stem}.png"
+            report.overlay().save(target)
+            row["heatmap"] = str(target)
+        writer.write(row)
     if not files:
         print("error: no image files found", file=sys.stderr)
         return 1
     return 1 if failures else 0
+
+
+def report_row(report) -> dict:
+    """One output row: the verdict first (``label``), then the model's numbers, then the evidence."""
+    data = report.to_dict()
+    model = data.pop("model") or {}
+    row = {"path": report.path, "label": data["verdict"], "partly_ai": data["partly_ai"],
+           "decided_by": data["decided_by"], "reason": data["reason"]}
+    row.update({k: model.get(k) for k in ("p_fake", "probabilities", "threshold", "uncertain_band")})
+    row["model_label"] = model.get("label")
+    row.update(evidence=data["evidence"], conflicts=data["conflicts"], format=data["format"])
+    return row
+
+
+def compact_evidence(evidence: list[dict]) -> str:
+    """CSV's evidence column: ``source:signal/strength`` per item, ``;``-separated (full detail is in JSONL)."""
+    return "; ".join(f"{e['source']}:{e['signal']}/{e['strength']}" for e in evidence)
 
 
 class _Writer:
@@ -110,5 +116,6 @@ class _Writer:
             self.stream.write(json.dumps(row) + "\n")
         else:
             probabilities = row.get("probabilities", {})
-            self.csv.writerow({**row, "p_real": probabilities.get("real", "")})
+            extra = {"p_real": (probabilities or {}).get("real", ""), "evidence": compact_evidence(row.get("evidence", []))}
+            self.csv.writerow({**row, **extra})
         self.stream.flush()

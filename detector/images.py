@@ -9,6 +9,9 @@ from __future__ import annotations
 import io
 import os
 import warnings
+import struct
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -55,6 +58,16 @@ class UnsupportedImageError(ImageError):
     pass
 
 
+# What Pillow raises on damaged data (headers, chunks, compressed streams). Its own
+# text ("Truncated File Read", "could not create decoder object") means nothing to
+# users, so every one of these becomes a TruncatedImageError that names the file.
+DECODE_ERRORS = (
+    OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+    IndexError, KeyError, TypeError, ZeroDivisionError, OverflowError, MemoryError,
+)
+REDO = ": export or download it again, or try another copy of the image"
+
+
 class CannotJudgeError(ImageError):
     """The image decodes, but is too small or too flat for the pixel model to judge."""
 
@@ -65,15 +78,100 @@ def load_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         _check_size(source.size, max_pixels)
         try:
             source.load()  # a lazily opened file may still be truncated
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise TruncatedImageError(f"the image is truncated or corrupted and cannot be decoded ({exc})") from None
+        except DECODE_ERRORS:
+            raise TruncatedImageError(f"the image is truncated or corrupted and cannot be decoded{REDO}") from None
         return to_rgb(source)
     if isinstance(source, np.ndarray):
         return to_rgb(array_to_image(source, max_pixels))
-    return to_rgb(_open(source, max_pixels))
+    return to_rgb(_open(*_read(source), max_pixels))
 
 
-def _open(source: ImageSource, max_pixels: int) -> Image.Image:
+@dataclass
+class DecodedImage:
+    """One decoded file with what evidence beyond the pixels needs: its bytes, real format and metadata.
+
+    ``image`` is the RGB image of the one decode policy (what the pixel model sees);
+    ``data`` the file's bytes (None for in-memory images and arrays); ``format`` is
+    sniffed from the bytes, never from the extension; ``info`` and ``exif`` are
+    what Pillow parsed (text chunks, XMP, ICC...; EXIF tags by number).
+    """
+
+    image: Image.Image
+    name: str
+    data: bytes | None = field(default=None, repr=False)
+    format: str | None = None
+    info: dict = field(default_factory=dict, repr=False)
+    exif: dict = field(default_factory=dict, repr=False)
+    original_mode: str = "RGB"
+
+    @property
+    def mime(self) -> str | None:
+        return MIME_TYPES.get(self.format or "")
+
+
+def decode(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> DecodedImage:
+    """Like :func:`load_image`, but keep the bytes, the sniffed format and Pillow's metadata."""
+    if isinstance(source, (Image.Image, np.ndarray)):
+        image = load_image(source, max_pixels)
+        info = dict(source.info) if isinstance(source, Image.Image) else {}
+        return DecodedImage(image=image, name=name or "the image", info=info)
+    data, source_name = _read(source)
+    opened = _open(data, source_name, max_pixels)
+    info, exif = dict(opened.info), _exif_tags(opened)
+    mode = opened.mode
+    return DecodedImage(
+        image=to_rgb(opened), name=name or source_name, data=data, format=sniff_format(data),
+        info=info, exif=exif, original_mode=mode,
+    )
+
+
+# Magic numbers: the format comes from the bytes, so a PNG named .jpg is still a PNG.
+_MAGIC = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+MIME_TYPES = {
+    "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp", "tiff": "image/tiff",
+    "webp": "image/webp", "heic": "image/heic", "avif": "image/avif",
+}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The container format from the first bytes: jpeg, png, gif, bmp, tiff, webp, heic, avif, or None."""
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"avif", b"avis"):
+            return "avif"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis"):
+            return "heic"
+    return None
+
+
+def _exif_tags(image: Image.Image) -> dict:
+    """EXIF base and Exif-IFD tags by number; a broken EXIF block gives an empty dict, not an error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": we answer with an empty dict instead
+            exif = image.getexif()
+            tags = dict(exif)
+            tags.update(exif.get_ifd(0x8769))  # Exif IFD: exposure, lens, UserComment
+        return tags
+    except Exception:  # noqa: BLE001 - EXIF is optional evidence; a broken block must not reject the image
+        return {}
+
+
+def _read(source: ImageSource) -> tuple[bytes, str]:
+    """The bytes behind a path, bytes-like or file object, and a name to show users."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         name = "the uploaded data"
@@ -92,10 +190,14 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
         raise UnsupportedImageError(f"{name} was opened in text mode: open image files in binary mode")
     if not data:
         raise EmptyImageError(f"{name} is empty (0 bytes)")
+    return bytes(data), name
 
+
+def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         # Pillow warns between 1x and 2x its own bomb limit; we apply ours below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data" and the like: we decode or raise our own error
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
@@ -108,12 +210,15 @@ def _open(source: ImageSource, max_pixels: int) -> Image.Image:
             raise NotAnImageError(
                 f"{name} is not an image format we can read: use JPEG, PNG, WebP, GIF, BMP or TIFF{heic}"
             ) from None
+        except DECODE_ERRORS:
+            # The format was recognised but its header is damaged (Pillow's own text is not for users).
+            raise TruncatedImageError(f"{name} is truncated or corrupted and cannot be decoded{REDO}") from None
         _check_size(image.size, max_pixels, name)
         try:
             image.seek(0)  # animated GIF/WebP/APNG: the first frame
             image.load()
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise TruncatedImageError(f"{name} is truncated or corrupted and cannot be decoded ({exc})") from None
+        except DECODE_ERRORS:
+            raise TruncatedImageError(f"{name} is truncated or corrupted and cannot be decoded{REDO}") from None
     return image
 
 

@@ -9,6 +9,8 @@ python3 -m venv .venv
 # The pins above are the dependencies; --no-build-isolation builds with the pinned setuptools
 # instead of fetching one.
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+# The SD watermark's reference embedder, for tests only; --no-deps keeps opencv-python (non-headless) out.
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps invisible-watermark==0.2.0
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq chromium >/dev/null

@@ -76,7 +76,7 @@ def test_only_predict_is_public(client):
 
 
 def test_predict_returns_probabilities_heatmap_and_verdict(client, library, wide_image):
-    label, overlay, verdict = client.predict(handle_file(wide_image), api_name="/predict")
+    label, overlay, verdict, report = client.predict(handle_file(wide_image), api_name="/predict")
     probs = confidences(label)
     assert set(probs) == {"real", "ai_generated"}
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
@@ -92,7 +92,7 @@ def test_predict_returns_probabilities_heatmap_and_verdict(client, library, wide
 def test_odd_files_decode_like_the_library(client, library, bad_files, name):
     """The upload reaches detector.load_image untouched: 16-bit not whitened, EXIF applied, alpha on white."""
     path = bad_files[name]
-    label, overlay, _ = client.predict(handle_file(path), api_name="/predict")
+    label, overlay, _, _ = client.predict(handle_file(path), api_name="/predict")
     assert confidences(label)["ai_generated"] == pytest.approx(library.predict(path, cam=False).p_fake, abs=1e-5)
     assert Image.open(overlay).size == load_image(path).size
     if name == "exif_rotated.jpg":
@@ -112,7 +112,7 @@ def test_server_still_answers_after_bad_files(client, bad_files, wide_image):
     for name in UNREADABLE:
         with pytest.raises(AppError):
             client.predict(handle_file(bad_files[name]), api_name="/predict")
-    label, _, _ = client.predict(handle_file(wide_image), api_name="/predict")
+    label, _, _, _ = client.predict(handle_file(wide_image), api_name="/predict")
     assert sum(confidences(label).values()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -147,7 +147,7 @@ def _call_predict_over_http(app_url: str, path: Path) -> tuple[str, object]:
 def test_plain_http_protocol(app_url, wide_image, bad_files):
     event, data = _call_predict_over_http(app_url, wide_image)
     assert event == "complete"
-    label, overlay, verdict = data
+    label, overlay, verdict, report = data
     assert set(confidences(label)) == {"real", "ai_generated"}
     assert overlay["url"].startswith(app_url) and verdict.startswith(("Real", "AI-generated", "Uncertain"))
 
@@ -209,3 +209,47 @@ def test_missing_model_starts_and_explains(tmp_path, wide_image):
         log.close()
     # The operator's log has the full reason the user's message leaves out.
     assert "lacks config.json" in output
+
+
+# --------------------------------------------------------------------------- evidence report
+
+
+@pytest.fixture(scope="module")
+def signed_png(tmp_path_factory) -> Path:
+    from provenance_files import c2pa_sign, encode, make_chain, photo
+
+    path = tmp_path_factory.mktemp("signed") / "chatgpt_image.png"
+    path.write_bytes(c2pa_sign(encode(photo(), "PNG"), "image/png", make_chain("OpenAI Test")))
+    return path
+
+
+def test_signed_file_label_equals_verdict_and_report_parses(client, library, signed_png):
+    label, overlay, verdict, report = client.predict(handle_file(signed_png), api_name="/predict")
+    report = json.loads(json.dumps(report))
+    assert report["verdict"] == "ai_generated" and report["decided_by"] == "provenance_markers"
+    assert label["label"] == report["verdict"]  # the verdict, never the model's top class
+    assert verdict.startswith("AI-generated (decided by the file's own provenance metadata")
+    [c2pa] = [e for e in report["evidence"] if e["source"] == "c2pa"]
+    assert c2pa["strength"] == "claimed" and c2pa["details"]["signer"]["common_name"] == "OpenAI Test Signer"
+    # The model's score is shown beside the provenance.
+    expected = library.predict(signed_png, cam=False).p_fake
+    assert report["model"]["p_fake"] == pytest.approx(expected, abs=1e-5)
+    assert confidences(label)["ai_generated"] == pytest.approx(expected, abs=1e-5)
+    assert "Pixel model: p=" in verdict
+
+
+def test_label_is_the_verdict_for_plain_images(client, wide_image):
+    label, _, verdict, report = client.predict(handle_file(wide_image), api_name="/predict")
+    assert label["label"] == report["verdict"] and report["decided_by"] == "pixel_model"
+    assert verdict.split(" (")[0] == {"real": "Real", "ai_generated": "AI-generated", "uncertain": "Uncertain"}[report["verdict"]]
+
+
+def test_evidence_markdown_names_signer_and_conflicts():
+    import app
+
+    report = {"decided_by": "provenance_markers", "conflicts": ["a <b>conflict</b>"], "evidence": [
+        {"kind": "provenance", "source": "c2pa", "signal": "ai_generated", "strength": "claimed", "statement": "says AI",
+         "details": {"signer": {"common_name": "Signer <x>", "issuer": "Org"}, "signer_status": "claimed"}}]}
+    text = app.evidence_markdown(report)
+    assert "C2PA Content Credentials" in text and "Signer &lt;x&gt;" in text and "only claimed" in text
+    assert "Conflicts" in text and "&lt;b&gt;" in text

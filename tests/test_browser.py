@@ -148,3 +148,19 @@ def test_bad_file_shows_readable_error(page, bad_files):
     expect(toast).to_be_visible()
     screenshot(page, "app_error.png")
     assert "/tmp" not in toast.inner_text()
+
+
+def test_evidence_panel_shows_the_c2pa_claim(page, tmp_path):
+    from playwright.sync_api import expect
+
+    from provenance_files import c2pa_sign, encode, make_chain, photo
+
+    path = tmp_path / "signed.png"
+    path.write_bytes(c2pa_sign(encode(photo(), "PNG"), "image/png", make_chain("OpenAI Test")))
+    page.locator("#input-image input[type=file]").set_input_files(str(path))
+    expect(page.locator("#verdict textarea")).to_have_value(re.compile(r"^AI-generated \(decided by the file's own provenance"))
+    evidence = page.locator("#evidence")
+    expect(evidence).to_contain_text("C2PA Content Credentials")
+    expect(evidence).to_contain_text("OpenAI Test Signer")
+    expect(evidence).to_contain_text("only claimed")
+    screenshot(page, "app_evidence.png")

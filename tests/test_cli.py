@@ -294,3 +294,25 @@ def test_explicit_bad_files_are_rows_not_crashes(checkpoint, tmp_path, capsys):
     assert [row["path"] for row in rows] == [str(text), str(good), str(empty)]  # as given, not sorted
     assert "error" in rows[0] and "error" not in rows[1] and "error" in rows[2]
     assert "empty" in rows[2]["error"]
+
+
+def test_verdict_source_and_evidence_in_jsonl_and_csv(checkpoint, tmp_path, capsys):
+    """A file with an AI marker: label is the fused verdict, decided_by names the provenance, evidence is listed."""
+    from provenance_files import png_with_text, photo, xmp_packet
+
+    marked = tmp_path / "marked.png"
+    marked.write_bytes(png_with_text({}, xmp=xmp_packet()))
+    plain = tmp_path / "plain.png"
+    photo(seed=4).save(plain)
+    status, rows, _ = _main(capsys, [str(marked), str(plain), "--model", str(checkpoint), "--no-cam"])
+    assert status == 0
+    assert rows[0]["label"] == "ai_generated" and rows[0]["decided_by"] == "provenance_markers"
+    assert rows[0]["model_label"] in {"real", "ai_generated", "uncertain"} and rows[0]["p_fake"] is not None
+    assert any(e["source"] == "xmp" and e["strength"] == "unsigned" for e in rows[0]["evidence"])
+    assert rows[1]["decided_by"] == "pixel_model" and rows[1]["label"] == rows[1]["model_label"]
+
+    assert main(["predict", str(marked), str(plain), "--model", str(checkpoint), "--no-cam", "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert table[0]["label"] == "ai_generated" and table[0]["decided_by"] == "provenance_markers"
+    assert "xmp:ai_generated/unsigned" in table[0]["evidence"]
+    assert "summary:none/information" in table[1]["evidence"]
