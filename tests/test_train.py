@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from detector import Detector, create_model, get_config, load_image
-from train.augment import DEGRADATIONS, build_train_transform
-from train.calibrate import choose_band, choose_threshold, fit_temperature
+from train.augment import DEGRADATIONS
+from train.calibrate import choose_threshold, fit_temperature
 from train.checkpoint import LATEST, latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from train.config import TrainConfig, add_arguments, resolve
 from train.data import Record, load_records, parse_label, sample_weights, split_validation
@@ -49,6 +49,7 @@ from train_helpers import (
 
 pytestmark = pytest.mark.timeout(400)
 SLOW = pytest.mark.timeout(600)
+ROBUSTNESS = ["clean", "jpeg_q75", "jpeg_q50", "resize_0.5x", "blur_r1", "crop_0.7"]
 
 CAMPUS = SHARED_DATA / "campus_regen_pairs.parquet"
 CARDAMAGE = SHARED_DATA / "gpt4o_cardamage.parquet"
@@ -255,39 +256,17 @@ def test_sample_weights_balance_classes_and_sources():
 # ============================================================================ augment
 
 
-@pytest.mark.parametrize("size", [(32, 32), (256, 256), (300, 120), (20, 90), (1, 1)])
-@pytest.mark.parametrize("strength", [1.0, 0.0])
-@pytest.mark.parametrize("model", ["convitx_tiny", "convitx_large"])  # 64 px and 224 px model inputs
-def test_train_transform_output_shape_and_dtype(size, strength, model):
-    import random
-
-    config = get_config(model)  # only the config: no model is built
-    transform = build_train_transform(config, strength=strength)
-    image = synthetic_image(1, seed=sum(size), size=size) if min(size) > 1 else Image.new("RGB", size, (10, 200, 30))
-    random.seed(0)
-    torch.manual_seed(0)
-    for _ in range(6):  # random branches differ from draw to draw
-        tensor = transform(image)
-        assert tensor.shape == (3, config.image_size, config.image_size)
-        assert tensor.dtype == torch.float32
-        assert torch.isfinite(tensor).all()
-
-
-def test_train_transform_at_strength_zero_applies_no_robustness_augmentation():
-    config = get_config("convitx_tiny")
-    transform = build_train_transform(config, strength=0)
-    probabilities = [t.p for t in transform.transforms if hasattr(t, "p") and type(t).__name__ == "RandomApply"]
-    assert probabilities and all(p == 0 for p in probabilities)
+# The training views (tiles on the pixel grid, global view) are tested in tests/test_views.py.
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
 def test_degradations_return_rgb_images(mode):
     image = synthetic_image(0, seed=3, size=(64, 48)).convert(mode).convert("RGB")
-    assert list(DEGRADATIONS) == ["clean", "jpeg_q75", "jpeg_q50", "resize_0.5x", "blur_r1"]
+    assert list(DEGRADATIONS) == ROBUSTNESS
     for name, degrade in DEGRADATIONS.items():
         out = degrade(image)
         assert isinstance(out, Image.Image) and out.mode == "RGB", name
-        expected = (32, 24) if name == "resize_0.5x" else (64, 48)
+        expected = {"resize_0.5x": (32, 24), "crop_0.7": (45, 34)}.get(name, (64, 48))
         assert out.size == expected, name
         if name != "clean":
             assert np.asarray(out).shape != np.asarray(image).shape or not np.array_equal(np.asarray(out), np.asarray(image)), name
@@ -336,13 +315,17 @@ def test_fit_cli_writes_a_calibrated_loadable_checkpoint(fitted, tmp_path):
     assert {p.name for p in best.iterdir()} >= {"config.json", "model.safetensors", "README.md"}
     config = json.loads((best / "config.json").read_text())
     assert config["name"] == "convitx_tiny"
-    assert 0.05 <= config["temperature"] <= 20.0
-    assert 0.5 <= config["threshold"] <= 0.99
-    lo, hi = config["uncertain_band"]
-    assert 0.0 <= lo <= config["threshold"] <= hi <= 1.0
+    rule = config["decision"]
+    assert 0.05 <= rule["temperature"] <= 20.0
+    assert 0.5 <= rule["threshold"] <= 0.99
+    lo, hi = rule["uncertain_band"]
+    assert 0.0 <= lo <= rule["threshold"] <= hi <= 1.0
+    assert config["branches"] == json.loads(json.dumps(get_config("convitx_tiny").to_dict()))["branches"]
     meta = config["meta"]
     assert meta["fit_command"] == "python -m train " + " ".join(fitted["args"])
-    assert meta["calibration"]["temperature"] == config["temperature"]
+    assert meta["calibration"]["temperature"] == rule["temperature"]
+    assert set(meta["calibration"]["verdict_precision"]) == {"ai_generated", "real"}
+    assert {"ai_precision", "real_precision", "uncertain_rate"} <= set(meta["validation_metrics"]["overall"])
     assert meta["train_sources"] == ["alpha", "beta"]
     assert meta["train_images"] + meta["validation_images"] == 48  # the train split only
     assert "overall" in meta["validation_metrics"]
@@ -362,7 +345,7 @@ def test_fit_cli_writes_a_calibrated_loadable_checkpoint(fitted, tmp_path):
     assert_no_pickles(out)
 
     detector = Detector.from_pretrained(best, device="cpu")
-    assert detector.config.threshold == config["threshold"]
+    assert detector.config.decision.threshold == rule["threshold"]
     prediction = detector.predict(_sample_image(tmp_path), cam=False)
     assert 0.0 <= prediction.p_fake <= 1.0
     assert prediction.label in {"real", "ai_generated", "uncertain"}
@@ -432,12 +415,18 @@ def test_killed_run_resumes_where_it_stopped(tiny_parquet, tmp_path):
     assert_no_pickles(out)
 
 
+def _random_views(n: int = 4, tiles_per_image: int = 2):
+    """(tiles, owner, global_view) for convitx_tiny: 32 px tiles, 64 px global views."""
+    owner = torch.arange(n).repeat_interleave(tiles_per_image)
+    return torch.randn(n * tiles_per_image, 3, 32, 32), owner, torch.randn(n, 3, 64, 64)
+
+
 def _trained_model_and_optimizer(seed: int = 0):
     torch.manual_seed(seed)
     model = create_model("convitx_tiny")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 0, 1]))
+        loss = torch.nn.functional.cross_entropy(model(*_random_views()), torch.tensor([0, 1, 0, 1]))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -466,10 +455,10 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path):
             assert torch.equal(param_state[key], restored["state"][param_id][key]), (param_id, key)
 
     # and training goes on from the restored state exactly as it would have
-    batch, target = torch.randn(4, 3, 64, 64), torch.tensor([1, 0, 1, 0])
+    batch, target = _random_views(), torch.tensor([1, 0, 1, 0])
     for m, opt in ((model, optimizer), (fresh, fresh_optimizer)):
         torch.manual_seed(7)  # the Swin branch's stochastic depth draws the same paths
-        torch.nn.functional.cross_entropy(m(batch), target).backward()
+        torch.nn.functional.cross_entropy(m(*batch), target).backward()
         opt.step()
     for a, b in zip(model.parameters(), fresh.parameters()):
         assert torch.allclose(a, b, atol=1e-7)
@@ -521,7 +510,7 @@ def test_torchrun_two_cpu_processes_with_gloo(tiny_parquet, tmp_path):
     assert metrics_epochs(out) == [1, 2]
     assert (out / LATEST).read_text().strip() == "checkpoint-0002"
     config = json.loads((out / "best" / "config.json").read_text())
-    assert "fit_command" in config["meta"] and 0.5 <= config["threshold"] <= 0.99
+    assert "fit_command" in config["meta"] and 0.5 <= config["decision"]["threshold"] <= 0.99
     detector = Detector.from_pretrained(out / "best", device="cpu")
     assert 0.0 <= detector.predict(_sample_image(tmp_path), cam=False).p_fake <= 1.0
     assert_no_pickles(out)
@@ -575,22 +564,7 @@ def test_choose_threshold_keeps_macro_fpr_within_budget_and_at_least_half():
     assert no_reals == 0.5
 
 
-def test_choose_band_contains_the_threshold_and_widens_with_overlap():
-    rng = np.random.default_rng(2)
-    n = 2000
-    labels = np.array([0] * n + [1] * n)
-
-    def band(a: float, b: float, threshold: float = 0.5) -> tuple[float, float]:
-        p_fake = np.concatenate([rng.beta(a, b, n), rng.beta(b, a, n)])
-        lo, hi = choose_band(p_fake, labels, threshold)
-        assert 0.0 <= lo <= threshold <= hi <= 1.0
-        assert threshold - lo <= 0.25 + 1e-9 and hi - threshold <= 0.25 + 1e-9
-        return lo, hi
-
-    separated, overlapping = band(1, 12), band(3, 4)
-    assert (separated[1] - separated[0]) < (overlapping[1] - overlapping[0])
-    assert separated[1] - separated[0] < 0.1
-    band(2, 5, threshold=0.7)  # an off-centre threshold stays inside its band too
+# choose_band and the verdict-precision report: tests/test_verdict_precision.py.
 
 
 # ============================================================================ evaluate
@@ -615,18 +589,18 @@ def test_evaluate_cli_writes_metrics_plots_robustness_and_updates_the_card(fitte
     assert result["split"] == "test"
     assert set(result["per_source"]) == {"overall", "alpha", "beta"}
     assert result["per_source"]["overall"]["n"] == 12
-    assert result["threshold"] == json.loads((model / "config.json").read_text())["threshold"]
+    assert result["threshold"] == json.loads((model / "config.json").read_text())["decision"]["threshold"]
     robustness = result["robustness"]
     assert set(robustness) == {"overall", "alpha", "beta", "macro"}
     for row in robustness.values():
-        assert list(row) == ["clean", "jpeg_q75", "jpeg_q50", "resize_0.5x", "blur_r1"]
+        assert list(row) == ROBUSTNESS
     assert all(0.0 <= v <= 1.0 for v in robustness["overall"].values())
 
     markdown = (report / "metrics.md").read_text()
-    assert "| AUC | clean | jpeg_q75 | jpeg_q50 | resize_0.5x | blur_r1 |" in markdown
+    assert "| AUC | " + " | ".join(ROBUSTNESS) + " |" in markdown
     card = (model / "README.md").read_text()
     assert "## Test results" in card and "### Robustness (AUC per degradation)" in card
-    assert "| set | clean | jpeg_q75 | jpeg_q50 | resize_0.5x | blur_r1 |" in card
+    assert "| set | " + " | ".join(ROBUSTNESS) + " |" in card
     assert "## Reproduce" in card and "python -m train fit" in card and "python -m train evaluate" in card
     assert f"{result['per_source']['overall']['accuracy']:.4f}" in card
     Detector.from_pretrained(model, device="cpu")  # config and weights untouched by the card update
