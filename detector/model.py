@@ -58,6 +58,10 @@ class Branch(nn.Module):
         if pretrained_file:
             # timm's own path for local weights: it drops the classifier and adapts in_chans as for Hub weights.
             pretrained, extra["pretrained_cfg_overlay"] = True, {"file": str(pretrained_file)}
+        elif pretrained:
+            # timm's Hub path, pinned to model.safetensors: without the pin, a repo lacking it makes timm
+            # fall back to downloading and unpickling pytorch_model.bin, which ConVitX never does.
+            extra["pretrained_cfg_overlay"] = {"hf_hub_filename": "model.safetensors"}
         # num_classes=0 + global_pool="" keeps the spatial feature map.
         self.backbone = timm.create_model(
             config.model, pretrained=pretrained, num_classes=0, global_pool="", in_chans=config.in_chans,

@@ -123,6 +123,8 @@ def build_model(cfg: TrainConfig) -> ConVitX:
         branch, sep, path = spec.partition("=")
         if not sep or not Path(path).is_file():
             raise SystemExit(f"--init-from {spec!r}: expected BRANCH=FILE with an existing timm-format file")
+        if not path.endswith(".safetensors"):  # timm would torch.load (unpickle) anything else
+            raise SystemExit(f"--init-from {spec!r}: give a .safetensors file (pickled weights are never loaded)")
         pretrained[branch] = path
     frozen = set(names if "all" in (cfg.freeze or []) else (cfg.freeze or []))
     unknown = (set(pretrained) | frozen) - set(names)
@@ -131,7 +133,14 @@ def build_model(cfg: TrainConfig) -> ConVitX:
     config.branches = [dataclasses.replace(b, frozen=b.name in frozen) for b in config.branches]
     config.meta["init"] = {name: ("timm pretrained" if init is True else f"file {Path(init).name}")
                            for name, init in pretrained.items()}
-    return ConVitX(config, pretrained=pretrained)
+    try:
+        return ConVitX(config, pretrained=pretrained)
+    except Exception as exc:  # Hub unreachable, repo or model.safetensors missing, shapes that do not fit
+        if not pretrained:
+            raise
+        first = " ".join(str(exc).split())[:400]
+        raise SystemExit(f"could not initialise {sorted(pretrained)} from pretrained weights "
+                         f"({type(exc).__name__}: {first})") from None
 
 
 def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
