@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from detector import Detector
+from detector import ConVitXConfig, Detector, get_config, list_models
 from detector.hub import EMBEDDED_WEIGHTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,24 +25,39 @@ def test_layout_and_size():
 
 
 def test_config_is_calibrated_and_card_is_reproducible():
-    config = json.loads((EMBEDDED_WEIGHTS / "config.json").read_text())
-    assert config["name"] == "convitx_small"
-    assert config["temperature"] != 1.0  # fitted, not the default
-    lo, hi = config["uncertain_band"]
-    assert 0.5 <= config["threshold"] and lo <= config["threshold"] <= hi
+    """Properties, not numbers: whichever model weights/ holds (the 0.1 layout or a retrained one)."""
+    config = ConVitXConfig.load(EMBEDDED_WEIGHTS / "config.json")
+    assert config.name in list_models()
+    rule = config.decision
+    assert rule.temperature != 1.0  # fitted, not the default
+    lo, hi = rule.uncertain_band
+    assert 0.5 <= rule.threshold and lo <= rule.threshold <= hi
+    if not config.meta.get("legacy_layout"):
+        assert config.branches == get_config(config.name).branches, "the registry rebuilds the shipped architecture"
+        assert "calibration" in config.meta and set(config.meta["calibration"]["verdict_precision"]) == {"ai_generated", "real"}
     card = (EMBEDDED_WEIGHTS / "README.md").read_text()
     assert "python -m train fit" in card and "python -m train evaluate" in card
+    assert config.meta["fit_command"] in card, "the card names the command that trained these weights"
+    # The card's decision line is the config's rule, to the digit it prints.
+    assert (f"temperature {rule.temperature:.3f}; `ai_generated` when p >= {rule.threshold:.3f}; "
+            f"`uncertain` when {lo:.3f} < p < {hi:.3f}") in card
     assert re.search(r"\| cifake \| \d+ \| 0\.\d{4}", card), "the card reports CIFAKE test metrics"
 
 
 def test_default_detector_gives_a_verdict_on_the_examples():
     detector = Detector.from_pretrained()  # no argument: $CONVITX_MODEL or weights/
-    assert Path(detector.source).resolve() == EMBEDDED_WEIGHTS.resolve() or detector.source
-    for example in sorted((ROOT / "examples").glob("*.[jp][pn]g")):
+    examples = sorted((ROOT / "examples").glob("*.[jp][pn]g"))
+    assert examples
+    for example in examples:
         prediction = detector.predict(example)
         assert prediction.label in {"real", "ai_generated", "uncertain"}
         assert abs(sum(prediction.probabilities.values()) - 1.0) < 1e-5
-        assert prediction.heatmap is not None and prediction.heatmap.max() <= 1.0
+        assert prediction.heatmap is not None and 0.0 <= prediction.heatmap.min() and prediction.heatmap.max() <= 1.0
+        assert set(prediction.branch_heatmaps) == {b.name for b in detector.config.branches}
+        assert prediction.heatmap.shape[0] / prediction.heatmap.shape[1] == pytest.approx(
+            prediction.image.size[1] / prediction.image.size[0], rel=0.02)  # the image's aspect
+        again = detector.predict(example, cam=False)
+        assert again.p_fake == pytest.approx(prediction.p_fake, abs=1e-6)
 
 
 def test_cli_runs_on_the_embedded_weights(tmp_path):
