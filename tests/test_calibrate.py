@@ -31,7 +31,8 @@ def loso_run(tmp_path_factory):
 
 def _meta(folder) -> dict:
     config = json.loads((folder / "config.json").read_text())
-    return {"temperature": config["temperature"], "threshold": config["threshold"], "band": config["uncertain_band"],
+    rule = config["decision"]
+    return {"temperature": rule["temperature"], "threshold": rule["threshold"], "band": rule["uncertain_band"],
             **{k: config["meta"][k] for k in ("train_sources", "train_images", "validation_images",
                                               "validation_metrics")}}
 
