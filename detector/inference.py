@@ -19,7 +19,7 @@ from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .model import ConVitX
 from .transforms import ImageViews, check_judgeable, collate_views, global_view, image_to_views
 
-HEATMAP_MAX_SIDE = 768  # heatmaps keep the image's aspect, capped so a 40 MP photo costs no 160 MB map
+HEATMAP_MAX_SIDE = 512  # heatmaps keep the image's aspect, capped: finer than any tile map, cheap to stitch and encode
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Detector:
             fused, per_branch = None, {}
             if cams is not None:
                 per_branch = self._branch_heatmaps(cams, i, offset, view)
-                fused = normalise(np.mean(list(per_branch.values()), axis=0))
+                fused = normalise(sum(per_branch.values()) / len(per_branch))
             offset += n_tiles
             p = float(p_fake[i])
             results.append(
