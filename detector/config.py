@@ -158,6 +158,10 @@ class ConVitXConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     decision: DecisionRule = field(default_factory=DecisionRule)
     head_hidden: int = 256
+    # "batchnorm" (affine at inference, so Grad-CAM's gradients see the features' scale) or "layernorm"
+    # (0.1 checkpoints): a per-sample LayerNorm is scale-invariant, its gradient is orthogonal to the pooled
+    # features, and the tile maps' Grad-CAM scores then cancel out instead of pointing at the evidence.
+    head_norm: str = "none"
     dropout: float = 0.2
     # Free-form provenance (data, metrics, command line); never read by the model.
     meta: dict[str, Any] = field(default_factory=dict)
@@ -168,6 +172,8 @@ class ConVitXConfig:
             self.preprocess = _from_dict(PreprocessConfig, self.preprocess)
         if isinstance(self.decision, dict):
             self.decision = _from_dict(DecisionRule, self.decision)
+        if self.head_norm not in ("none", "batchnorm", "layernorm"):
+            raise ValueError(f"head_norm must be none, batchnorm or layernorm, got {self.head_norm!r}")
         names = [b.name for b in self.branches]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"a ConVitX needs one or more uniquely named branches, got {names}")
@@ -216,4 +222,4 @@ def _from_legacy(data: dict[str, Any]) -> dict[str, Any]:
     decision = {k: data.pop(k) for k in ("temperature", "threshold", "uncertain_band", "labels") if k in data}
     meta = dict(data.pop("meta", {}))
     meta["legacy_layout"] = True
-    return {**data, "branches": branches, "preprocess": preprocess, "decision": decision, "meta": meta}
+    return {**data, "head_norm": "layernorm", "branches": branches, "preprocess": preprocess, "decision": decision, "meta": meta}

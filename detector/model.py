@@ -112,7 +112,7 @@ class ConVitX(nn.Module):
             )
         fused = sum(b.num_features for b in self.branches.values())
         self.head = nn.Sequential(
-            nn.LayerNorm(fused),
+            {"none": nn.Identity, "batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}[config.head_norm](fused),
             nn.Dropout(config.dropout),
             nn.Linear(fused, config.head_hidden),
             nn.GELU(),

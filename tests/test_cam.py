@@ -194,10 +194,6 @@ def _straddling_corners(n: int, seed: int = 5) -> list[tuple[int, int]]:
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.xfail(strict=True, reason=(
-    "known CAM defect (reported): the fused head starts with LayerNorm, which is scale-invariant, so the gradient "
-    "is ~orthogonal to the pooled features and the tiles' Grad-CAM scores sum to ~0; with one CAM cell per tile "
-    "the square's tiles often come out negative and are ReLU'd away while the background lights up"))
 def test_tile_branch_lights_the_tiles_that_hold_the_patch(tiles_only):
     """The verdict comes from the tiles alone: for squares cut by tile boundaries, the stitched map's hottest
     tile holds part of the square, and the square is hotter than the rest of the image.
