@@ -194,7 +194,9 @@ class ConVitXConfig:
     def from_dict(cls, data: dict[str, Any]) -> "ConVitXConfig":
         if "convnext" in data and "branches" not in data:
             data = _from_legacy(data)
-        return _from_dict(cls, dict(data))
+        data = dict(data)
+        data.setdefault("head_norm", "layernorm")  # every checkpoint saved before the field existed had one
+        return _from_dict(cls, data)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
