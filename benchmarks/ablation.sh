@@ -18,14 +18,16 @@ for MODEL in convitx_small convitx_small_rgb_tiles convitx_small_squashed; do
 done
 $PY - "$OUT" <<'PY'
 import json, sys
+from train.tables import markdown_table
 from pathlib import Path
 out = Path(sys.argv[1])
-rows = ["| variant | held-out AUC (modern generators) | macro AUC, all test sources | CIFAKE AUC | train img/s |", "|---|---|---|---|---|"]
+rows = []
 for run in sorted(p for p in out.iterdir() if (p / "held_out" / "metrics.json").is_file()):
     held = json.loads((run / "held_out" / "metrics.json").read_text())["per_source"]["overall"]
     every = json.loads((run / "all" / "metrics.json").read_text())["per_source"]
     speed = [json.loads(l)["train_images_per_s"] for l in (run / "metrics.jsonl").read_text().splitlines()]
-    rows.append(f"| `{run.name}` | {held['auc']:.3f} | {every['overall']['macro_auc']:.3f} | {every['cifake']['auc']:.3f} | {sum(speed)/len(speed):.0f} |")
-(out / "ablation.md").write_text("\n".join(rows) + "\n")
-print("\n".join(rows))
+    rows.append([f"`{run.name}`", held["auc"], every["overall"]["macro_auc"], every["cifake"]["auc"], f"{sum(speed)/len(speed):.0f}"])
+table = markdown_table(["variant", "held-out AUC (modern generators)", "macro AUC, all test sources", "CIFAKE AUC", "train img/s"], rows, digits=3)
+(out / "ablation.md").write_text(table + "\n")
+print(table)
 PY

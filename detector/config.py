@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 LABELS = ("real", "ai_generated")
+MODEL_TYPE = "convitx"  # config.json's "model_type": how transformers' AutoConfig recognises a checkpoint
 UNCERTAIN = "uncertain"
 
 # ImageNet statistics: the backbones' convention, kept even when training from
@@ -192,6 +193,10 @@ class ConVitXConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ConVitXConfig":
+        data = dict(data)
+        model_type = data.pop("model_type", MODEL_TYPE)  # absent in checkpoints saved before it was written
+        if model_type != MODEL_TYPE:
+            raise ValueError(f"model_type is {model_type!r}, not {MODEL_TYPE!r}: not a ConVitX config")
         if "convnext" in data and "branches" not in data:
             data = _from_legacy(data)
         data = dict(data)
@@ -199,7 +204,7 @@ class ConVitXConfig:
         return _from_dict(cls, data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        Path(path).write_text(json.dumps({"model_type": MODEL_TYPE, **self.to_dict()}, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "ConVitXConfig":

@@ -1,7 +1,10 @@
 """Checkpoints on disk and on the Hugging Face Hub, in one layout.
 
 A checkpoint is a folder (or Hub repo) holding ``config.json``,
-``model.safetensors`` and a ``README.md`` model card. Hub access goes through
+``model.safetensors`` and a ``README.md`` model card. ``save_checkpoint`` also
+writes ``preprocessor_config.json`` (the preprocessing again, generated from
+``config.json``, for transformers' ``AutoImageProcessor``: see
+``detector/transformers_interop.py``); ConVitX itself never reads it. Hub access goes through
 huggingface_hub, so its cache, ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and
 ``HF_TOKEN`` all apply. Weights are read with safetensors only: a pickled
 ``.bin`` is never downloaded, let alone unpickled.
@@ -16,6 +19,7 @@ References (``ref``), as timm and open_clip spell them:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -33,7 +37,9 @@ from .model import ConVitX
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-CHECKPOINT_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+PREPROCESSOR_NAME = "preprocessor_config.json"  # transformers' AutoImageProcessor reads it; ConVitX does not
+IMAGE_PROCESSOR_TYPE = "ConVitXImageProcessor"
+CHECKPOINT_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]  # what a load downloads
 HUB_PREFIX = "hf-hub:"
 MODEL_ENV_VAR = "CONVITX_MODEL"
 DISTRIBUTION = "convitx"  # the name pyproject.toml installs this package under
@@ -205,6 +211,9 @@ def save_checkpoint(model: ConVitX, folder: str | os.PathLike, card: str | Model
         safetensors.torch.save_model(model, tmp, metadata={"format": "pt", "convitx": model.config.name})
     with _atomic(folder / CONFIG_NAME) as tmp:
         model.config.save(tmp)
+    with _atomic(folder / PREPROCESSOR_NAME) as tmp:
+        preprocess = {"image_processor_type": IMAGE_PROCESSOR_TYPE, **dataclasses.asdict(model.config.preprocess)}
+        Path(tmp).write_text(json.dumps(preprocess, indent=2, sort_keys=True) + "\n")
     if card is not None:
         with _atomic(folder / CARD_NAME) as tmp:
             Path(tmp).write_text(str(card), encoding="utf-8")
@@ -237,7 +246,8 @@ def push_to_hub(
     missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
     if missing:
         raise PushError(f"{folder} lacks {', '.join(missing)}: nothing to push")
-    operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(folder / n)) for n in (CONFIG_NAME, WEIGHTS_NAME)]
+    names = [CONFIG_NAME, WEIGHTS_NAME] + ([PREPROCESSOR_NAME] if (folder / PREPROCESSOR_NAME).is_file() else [])
+    operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(folder / n)) for n in names]
     if card is not None:
         operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=str(card).encode("utf-8")))
     elif (folder / CARD_NAME).is_file():

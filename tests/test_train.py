@@ -634,7 +634,7 @@ def test_push_then_load_by_repo_id(fitted, hub_server, tmp_path):
     assert proc.returncode == 0, failure(proc)
     assert "pushed" in proc.stderr and "org/name" in proc.stderr
     files = hub_server.files("org/name")
-    assert set(files) == {".gitattributes", "config.json", "model.safetensors", "README.md"}
+    assert set(files) == {".gitattributes", "config.json", "model.safetensors", "README.md", "preprocessor_config.json"}
     for name in ("config.json", "model.safetensors", "README.md"):
         assert sha1(files[name]) == before[name], name
     assert file_digests(best) == before

@@ -4,17 +4,14 @@ from __future__ import annotations
 from detector.config import ConVitXConfig
 from detector.hub import model_card
 
+from .tables import markdown_table
+
 
 COLUMNS = ("n", "accuracy", "auc", "fpr", "ai_verdicts", "ai_precision", "real_verdicts", "real_precision", "uncertain_rate")
 
 
 def _table(metrics: dict, columns=COLUMNS) -> str:
-    lines = ["| set | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in metrics.items():
-        cells = [f"{row[c]:.4f}" if isinstance(row.get(c), float) else "" if row.get(c) is None else str(row[c])
-                 for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(["set", *columns], ([name, *(row.get(c) for c in columns)] for name, row in metrics.items()))
 
 
 def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: dict | None = None) -> str:
@@ -71,10 +68,7 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
             parts += ["", "### Robustness (AUC per degradation)", ""]
             rob = evaluation["robustness"]
             names = list(next(iter(rob.values())).keys())
-            parts.append("| set | " + " | ".join(names) + " |")
-            parts.append("|---" * (len(names) + 1) + "|")
-            for source, row in rob.items():
-                parts.append(f"| {source} | " + " | ".join(f"{row[n]:.4f}" if row[n] is not None else "" for n in names) + " |")
+            parts.append(markdown_table(["set", *names], ([source, *(row[n] for n in names)] for source, row in rob.items())))
         if evaluation.get("comparison"):
             parts += ["", "### Beside the first embedded model (0.1, whole image squashed to 64 px)", "",
                       evaluation["comparison"]]

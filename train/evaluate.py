@@ -19,6 +19,7 @@ from .augment import DEGRADATIONS  # noqa: E402
 from .card import build_card  # noqa: E402
 from .data import Record, load_records  # noqa: E402
 from .metrics import per_source_metrics, predict_logits  # noqa: E402
+from .tables import markdown_table  # noqa: E402
 
 
 def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] | None = None,
@@ -77,19 +78,13 @@ def evaluate(model_ref: str, data: str, split: str = "test", sources: list[str] 
 
 def comparison_table(new: dict, old: dict) -> str:
     """This model beside another on the same splits: AUC per source, CIFAKE accuracy, robustness."""
-    lines = [f"| set | AUC `{old['model']}` | AUC this model |", "|---|---|---|"]
-    for name, row in new["per_source"].items():
-        before = old["per_source"].get(name, {}).get("auc")
-        cells = ["" if v is None else f"{v:.4f}" for v in (before, row.get("auc"))]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    macro = [old["per_source"]["overall"].get("macro_auc"), new["per_source"]["overall"].get("macro_auc")]
-    lines.append("| macro AUC | " + " | ".join("" if v is None else f"{v:.4f}" for v in macro) + " |")
-    cifake = [r["per_source"].get("cifake", {}).get("accuracy") for r in (old, new)]
-    lines.append("| CIFAKE accuracy (stored threshold) | " + " | ".join("" if v is None else f"{v:.4f}" for v in cifake) + " |")
+    rows = [[name, old["per_source"].get(name, {}).get("auc"), row.get("auc")] for name, row in new["per_source"].items()]
+    rows.append(["macro AUC", *(r["per_source"]["overall"].get("macro_auc") for r in (old, new))])
+    rows.append(["CIFAKE accuracy (stored threshold)", *(r["per_source"].get("cifake", {}).get("accuracy") for r in (old, new))])
     for degradation in ("jpeg_q75", "jpeg_q50", "resize_0.5x", "blur_r1", "crop_0.7"):
-        values = [r.get("robustness", {}).get("overall", {}).get(degradation) for r in (old, new)]
-        lines.append(f"| overall AUC, {degradation} | " + " | ".join("" if v is None else f"{v:.4f}" for v in values) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([f"overall AUC, {degradation}",
+                     *(r.get("robustness", {}).get("overall", {}).get(degradation) for r in (old, new))])
+    return markdown_table(["set", f"AUC `{old['model']}`", "AUC this model"], rows) + "\n"
 
 
 def _aucs(records: list[Record], scores: np.ndarray) -> dict[str, float | None]:
@@ -107,18 +102,14 @@ def _aucs(records: list[Record], scores: np.ndarray) -> dict[str, float | None]:
 def to_markdown(result: dict) -> str:
     cols = ("n", "accuracy", "auc", "fpr", "ai_precision", "real_precision", "uncertain_rate")
     lines = [f"Model `{result['model']}` on `{result['data']}` ({result['split']}), threshold {result['threshold']:.3f}",
-             "", "| source | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, m in result["per_source"].items():
-        cells = [("" if m.get(c) is None else f"{m[c]:.4f}" if isinstance(m[c], float) else str(m[c])) for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+             "", markdown_table(["source", *cols], ([name, *(m.get(c) for c in cols)] for name, m in result["per_source"].items()))]
     overall = result["per_source"]["overall"]
     lines += ["", f"Macro AUC over sources: {overall.get('macro_auc') or float('nan'):.4f}",
               f"Confusion (overall, rows true real/fake, cols predicted real/fake): {overall['confusion']}"]
     if "robustness" in result:
         names = list(result["robustness"]["overall"].keys())
-        lines += ["", "| AUC | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for source, row in result["robustness"].items():
-            lines.append(f"| {source} | " + " | ".join("" if row[n] is None else f"{row[n]:.4f}" for n in names) + " |")
+        lines += ["", markdown_table(["AUC", *names], ([source, *(row[n] for n in names)]
+                                                         for source, row in result["robustness"].items()))]
     return "\n".join(lines) + "\n"
 
 

@@ -143,114 +143,193 @@ def build_model(cfg: TrainConfig) -> ConVitX:
                          f"({type(exc).__name__}: {first})") from None
 
 
-def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
-    # Under torchrun without a GPU, Accelerate only builds the (gloo) process group when told it runs
-    # on CPU; otherwise every rank would train alone and all of them would write the same files.
-    on_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=on_cpu)
-    set_seed(cfg.seed)
-    out = Path(cfg.out)
-    log = accelerator.print
-    fit_command = " ".join(["python -m train fit", *(argv or [])])
+# ---------------------------------------------------------------- optimiser and schedule
 
-    train_records, val_records = train_and_validation(cfg)
-    log(f"data: {len(train_records)} train / {len(val_records)} validation images from {cfg.data}")
 
-    model = build_model(cfg)
-    model_config = model.config
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over ``_param_groups``; ``--lr-backbone`` becomes the branches' ``lr_scale``."""
     lr_scale = (cfg.lr_backbone / cfg.lr) if cfg.lr_backbone else 1.0
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, lr_scale), lr=cfg.lr)
+    return torch.optim.AdamW(_param_groups(model, cfg.weight_decay, lr_scale), lr=cfg.lr)
 
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The run's learning rate by global step (``lr_at``), set per step so a resumed run continues it."""
+
+    base: float
+    total_steps: int
+    warmup_steps: int
+    min_ratio: float
+
+    @classmethod
+    def for_run(cls, cfg: TrainConfig, steps_per_epoch: int) -> "Schedule":
+        return cls(cfg.lr, steps_per_epoch * cfg.epochs, int(cfg.warmup_epochs * steps_per_epoch), cfg.min_lr_ratio)
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, self.total_steps, self.warmup_steps, self.base, self.min_ratio)
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> None:
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr(step) * group["lr_scale"]
+
+
+# ---------------------------------------------------------------- one epoch
+
+
+@dataclasses.dataclass
+class EpochStats:
+    loss: float  # mean training loss over the epoch's steps
+    images: int  # images this process trained on
+    last_step: int  # global step of the epoch's last batch (its lr goes into metrics.jsonl)
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    schedule: Schedule, criterion: torch.nn.Module, accelerator: Accelerator, epoch: int,
+                    epochs: int, grad_clip: float | None) -> EpochStats:
+    """One pass over ``loader`` (the sampler already set to ``epoch``); the caller validates and saves."""
+    steps_per_epoch = len(loader)
+    model.train()
+    seen, running = 0, 0.0
+    global_step = epoch * steps_per_epoch - 1
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not accelerator.is_local_main_process,
+               file=sys.stderr, mininterval=5)
+    for step, ((tiles, global_view), labels) in enumerate(bar):
+        global_step = epoch * steps_per_epoch + step
+        schedule.apply(optimizer, global_step)
+        # (images, tiles per image, C, t, t) -> one flat batch of tiles, each tagged with its image.
+        owner = torch.arange(len(labels)).repeat_interleave(tiles.shape[1]).to(accelerator.device)
+        tiles, global_view = tiles.flatten(0, 1).to(accelerator.device), global_view.to(accelerator.device)
+        labels = labels.to(accelerator.device)
+        loss = criterion(model(tiles, owner, global_view), labels)
+        accelerator.backward(loss)
+        if grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        running += loss.item()
+        seen += len(labels)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{running / (step + 1):.4f}")
+    return EpochStats(loss=running / max(1, steps_per_epoch), images=seen, last_step=global_step)
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def _start_run(cfg: TrainConfig, accelerator: Accelerator, model: ConVitX, optimizer: torch.optim.Optimizer,
+               fit_command: str) -> tuple[int, float]:
+    """Resume from ``out/latest`` if there is one; write the run's config and command. -> (epochs done, best AUC)."""
+    out = Path(cfg.out)
     start_epoch, best_auc = 0, -1.0
     resume_from = latest_checkpoint(out)
     if resume_from is not None:
         state = load_training_checkpoint(resume_from, model, optimizer)
         start_epoch, best_auc = state["epoch"], state["best_auc"]
-        log(f"resuming from {resume_from} (epoch {start_epoch} done, best val AUC {best_auc:.4f})")
-
+        accelerator.print(f"resuming from {resume_from} (epoch {start_epoch} done, best val AUC {best_auc:.4f})")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "train_config.json")
         (out / "command.txt").write_text(fit_command + "\n")
         _trim_metrics(out / "metrics.jsonl", start_epoch)
+    return start_epoch, best_auc
 
+
+def _train_loader(cfg: TrainConfig, records: list[Record], model_config, accelerator: Accelerator
+                  ) -> tuple[DataLoader, EpochSampler]:
     share = None
-    if cfg.cifake_share and any(r.source == "cifake" for r in train_records):
-        others = {r.source for r in train_records} - {"cifake"}
+    if cfg.cifake_share and any(r.source == "cifake" for r in records):
+        others = {r.source for r in records} - {"cifake"}
         share = {"cifake": cfg.cifake_share, **{s: (1 - cfg.cifake_share) / max(1, len(others)) for s in others}}
     sampler = EpochSampler(
-        sample_weights(train_records, share), cfg.samples_per_epoch, cfg.seed,
+        sample_weights(records, share), cfg.samples_per_epoch, cfg.seed,
         accelerator.process_index, accelerator.num_processes,
     )
-    dataset = ImageDataset(train_records, TrainViews(model_config.preprocess, cfg.augment_strength), cfg.cache_max_side)
+    dataset = ImageDataset(records, TrainViews(model_config.preprocess, cfg.augment_strength), cfg.cache_max_side)
     loader = DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0, drop_last=True, pin_memory=torch.cuda.is_available(),
     )
+    return loader, sampler
+
+
+def _end_epoch(cfg: TrainConfig, accelerator: Accelerator, model, optimizer, val_records: list[Record],
+               epoch: int, stats: EpochStats, schedule: Schedule, started: float, best_auc: float) -> float:
+    """Main process: validate, keep ``best`` by macro AUC, append metrics.jsonl, then the resumable
+    checkpoint (metrics before checkpoint: ``_trim_metrics`` drops a line whose checkpoint a kill lost).
+    Returns the best score so far."""
+    out = Path(cfg.out)
+    unwrapped: ConVitX = accelerator.unwrap_model(model)
+    val = _validate(unwrapped, val_records, accelerator.device, cfg.num_workers)
+    entry = {
+        "epoch": epoch + 1,
+        "train_loss": stats.loss,
+        # wall clock from the epoch's start to here, validation included (as before the split)
+        "train_images_per_s": stats.images * accelerator.num_processes / (time.time() - started),
+        "lr": schedule.lr(stats.last_step),
+        "val_auc": val["overall"]["auc"],
+        "val_macro_auc": val["overall"]["macro_auc"],
+        "val_accuracy": val["overall"]["accuracy"],
+        "val_per_source_auc": {k: v["auc"] for k, v in val.items() if k != "overall"},
+    }
+    score = val["overall"]["macro_auc"] or val["overall"]["auc"] or 0.0
+    if score > best_auc:
+        best_auc = score
+        save_checkpoint(unwrapped, out / "best")
+        entry["best"] = True
+    with open(out / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(entry) + "\n")
+    accelerator.print(json.dumps({k: v for k, v in entry.items() if k != "val_per_source_auc"}))
+    save_training_checkpoint(out, unwrapped, optimizer, {"epoch": epoch + 1, "best_auc": best_auc})
+    return best_auc
+
+
+def _finish_run(cfg: TrainConfig, accelerator: Accelerator, best_auc: float, train_records: list[Record],
+                val_records: list[Record], fit_command: str) -> Path:
+    """Main process: calibrate ``best`` on the validation split, then push it if asked (PushError propagates)."""
+    best = Path(cfg.out) / "best"
+    calibrate_checkpoint(best, val_records, cfg, accelerator.device, train_records=train_records, command=fit_command)
+    accelerator.print(f"best checkpoint (val macro AUC {best_auc:.4f}, calibrated): {best}")
+    if cfg.push_to_hub:
+        from .publish import push
+
+        push(best, cfg.push_to_hub, revision=cfg.hub_revision, private=cfg.hub_private)
+    return best
+
+
+def fit(cfg: TrainConfig, argv: list[str] | None = None) -> Path:
+    """Data, model, resume, then ``train_one_epoch`` + validation/checkpoint per epoch; calibrate and push the best."""
+    # Under torchrun without a GPU, Accelerate only builds the (gloo) process group when told it runs
+    # on CPU; otherwise every rank would train alone and all of them would write the same files.
+    on_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=on_cpu)
+    set_seed(cfg.seed)
+    fit_command = " ".join(["python -m train fit", *(argv or [])])
+
+    train_records, val_records = train_and_validation(cfg)
+    accelerator.print(f"data: {len(train_records)} train / {len(val_records)} validation images from {cfg.data}")
+
+    model = build_model(cfg)
+    optimizer = build_optimizer(model, cfg)
+    start_epoch, best_auc = _start_run(cfg, accelerator, model, optimizer, fit_command)
+    loader, sampler = _train_loader(cfg, train_records, model.config, accelerator)
     model, optimizer = accelerator.prepare(model, optimizer)
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    schedule = Schedule.for_run(cfg, len(loader))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
-        model.train()
-        started, seen, running = time.time(), 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process,
-                   file=sys.stderr, mininterval=5)
-        for step, ((tiles, global_view), labels) in enumerate(bar):
-            global_step = epoch * steps_per_epoch + step
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(global_step, total_steps, warmup_steps, cfg.lr, cfg.min_lr_ratio) * group["lr_scale"]
-            # (images, tiles per image, C, t, t) -> one flat batch of tiles, each tagged with its image.
-            owner = torch.arange(len(labels)).repeat_interleave(tiles.shape[1]).to(accelerator.device)
-            tiles, global_view = tiles.flatten(0, 1).to(accelerator.device), global_view.to(accelerator.device)
-            labels = labels.to(accelerator.device)
-            loss = criterion(model(tiles, owner, global_view), labels)
-            accelerator.backward(loss)
-            if cfg.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += loss.item()
-            seen += len(labels)
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{running / (step + 1):.4f}")
-
+        started = time.time()
+        stats = train_one_epoch(model, loader, optimizer, schedule, criterion, accelerator, epoch, cfg.epochs,
+                                cfg.grad_clip)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            unwrapped: ConVitX = accelerator.unwrap_model(model)
-            val = _validate(unwrapped, val_records, accelerator.device, cfg.num_workers)
-            entry = {
-                "epoch": epoch + 1,
-                "train_loss": running / max(1, steps_per_epoch),
-                "train_images_per_s": seen * accelerator.num_processes / (time.time() - started),
-                "lr": lr_at(global_step, total_steps, warmup_steps, cfg.lr, cfg.min_lr_ratio),
-                "val_auc": val["overall"]["auc"],
-                "val_macro_auc": val["overall"]["macro_auc"],
-                "val_accuracy": val["overall"]["accuracy"],
-                "val_per_source_auc": {k: v["auc"] for k, v in val.items() if k != "overall"},
-            }
-            score = val["overall"]["macro_auc"] or val["overall"]["auc"] or 0.0
-            if score > best_auc:
-                best_auc = score
-                save_checkpoint(unwrapped, out / "best")
-                entry["best"] = True
-            with open(out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-            log(json.dumps({k: v for k, v in entry.items() if k != "val_per_source_auc"}))
-            save_training_checkpoint(out, unwrapped, optimizer, {"epoch": epoch + 1, "best_auc": best_auc})
+            best_auc = _end_epoch(cfg, accelerator, model, optimizer, val_records, epoch, stats, schedule,
+                                  started, best_auc)
         accelerator.wait_for_everyone()
 
-    best = out / "best"
+    best = Path(cfg.out) / "best"
     if accelerator.is_main_process:
-        calibrate_checkpoint(best, val_records, cfg, accelerator.device, train_records=train_records, command=fit_command)
-        log(f"best checkpoint (val macro AUC {best_auc:.4f}, calibrated): {best}")
-        if cfg.push_to_hub:
-            from .publish import push
-
-            push(best, cfg.push_to_hub, revision=cfg.hub_revision, private=cfg.hub_private)
+        best = _finish_run(cfg, accelerator, best_auc, train_records, val_records, fit_command)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return best

@@ -14,6 +14,7 @@ from pathlib import Path
 from .config import TrainConfig
 from .evaluate import evaluate
 from .fit import fit
+from .tables import markdown_table
 
 DEFAULT_GROUPS = {
     "faces (StyleGAN 1/2/3 vs FFHQ)": ["faces140k_subset", "tpdne_ffhq_faces", "stylegan3_faces"],
@@ -47,11 +48,11 @@ def loso(base: TrainConfig, groups: dict[str, list[str]] | None = None, command:
         )
         rows.append((name, seen["overall"]["auc"], unseen["overall"]["auc"], unseen["overall"]["accuracy"],
                      unseen["overall"]["fpr"], {s: unseen[s]["auc"] for s in held_out if s in unseen}))
-    lines = ["| held-out group | AUC when trained on it | AUC held out | accuracy held out | FPR held out | per source AUC held out |",
-             "|---|---|---|---|---|---|"]
-    for name, seen_auc, auc, acc, fpr, per in rows:
-        per_text = ", ".join(f"{s}: {'n/a' if v is None else f'{v:.3f}'}" for s, v in per.items())
-        lines.append(f"| {name} | {seen_auc:.4f} | {auc:.4f} | {acc:.4f} | {'' if fpr is None else f'{fpr:.4f}'} | {per_text} |")
+    header = ["held-out group", "AUC when trained on it", "AUC held out", "accuracy held out", "FPR held out",
+              "per source AUC held out"]
+    lines = [markdown_table(header, (
+        [name, seen_auc, auc, acc, fpr, ", ".join(f"{s}: {'n/a' if v is None else f'{v:.3f}'}" for s, v in per.items())]
+        for name, seen_auc, auc, acc, fpr, per in rows))]
     if command:
         lines = [f"Reproduce: `{command}` (each run: {base.epochs} epochs x {base.samples_per_epoch} samples).", "", *lines]
     table = "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """Scores for a model over records, and the metrics computed from them."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -55,7 +56,8 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, rule: DecisionRule) -
     """Threshold metrics, plus what users see: each verdict's precision and the share left uncertain."""
     labels = np.asarray(labels).astype(int)
     p_fake = np.asarray(p_fake)
-    predicted = (p_fake >= rule.threshold).astype(int)
+    # Accuracy, precision, recall and FPR count every image at the threshold: the same rule with an empty band.
+    predicted = dataclasses.replace(rule, uncertain_band=(rule.threshold, rule.threshold)).decide_all(p_fake)
     verdicts = rule.decide_all(p_fake)
     both = len(np.unique(labels)) == 2
     reals = labels == 0
