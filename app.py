@@ -2,7 +2,7 @@
 
 Thin on purpose: decoding, the model, provenance, calibration and the fusion rules
 all live in ``detector/``; this file only wires ``detector.analyze`` to a Gradio UI
-and two API endpoints, ``/predict`` and ``/batch``. It runs as a Hugging Face Space (module-level ``demo``) or with
+and the API endpoints ``/predict``, ``/heatmaps`` and ``/batch``. It runs as a Hugging Face Space (module-level ``demo``) or with
 ``python app.py``. ``CONVITX_MODEL`` picks the checkpoint (default: ``weights/``);
 Gradio itself reads ``GRADIO_SERVER_NAME`` and ``GRADIO_SERVER_PORT``.
 """
@@ -468,6 +468,18 @@ def analyze_for_page(model: LazyDetector, page: Page, image: str | None, view: s
     }
 
 
+def heatmaps_api(model: LazyDetector, component, image: str | None):
+    """API ``/heatmaps``: image file -> gallery of (overlay, name): ``fused``, then one per branch (config names)."""
+    if image is None:
+        return []
+    prediction = _analyze(model, image).prediction
+    if prediction is None:  # the model cannot judge this image: no map to show
+        return []
+    out = [(save_jpeg(component, prediction.overlay(), "heatmap"), FUSED)]
+    return out + [(save_jpeg(component, prediction.overlay(branch=name), f"heatmap-{name}"), name)
+                  for name in prediction.branch_heatmaps]
+
+
 def show_view(view: str, maps: dict[str, str]):
     """Switch the heatmap between fused and one branch: the maps were drawn with the verdict, nothing recomputes."""
     return maps.get(view) if maps else None
@@ -761,6 +773,8 @@ def build_demo(
             api_verdict = gr.Textbox(label="Verdict")
             api_batch = gr.Button("batch")
             api_rows = gr.JSON(label="Rows")
+            api_heatmaps = gr.Button("heatmaps")
+            api_gallery = gr.Gallery(label="Heatmaps")
 
         page = Page(image, card, probabilities, view, overlay, maps, spectrum, evidence, report)
         image.change(functools.partial(analyze_for_page, model, page), inputs=[image, view], outputs=page.outputs,
@@ -777,6 +791,13 @@ def build_demo(
                 "Image file -> verdict label (real / ai_generated / uncertain) with the pixel model's confidences, "
                 "Grad-CAM overlay (JPEG), verdict text, and the full evidence report as JSON."
             ),
+        )
+        api_heatmaps.click(
+            functools.partial(heatmaps_api, model, overlay),
+            inputs=[image],
+            outputs=[api_gallery],
+            api_name="heatmaps",
+            api_description="Image file -> every Grad-CAM overlay (JPEG), captioned 'fused' then each branch's name.",
         )
         run_batch.click(functools.partial(batch_for_page, model, csv_file), inputs=[files], outputs=[table, csv_file],
                         api_visibility="private", concurrency_id="batch", concurrency_limit=1)
