@@ -415,7 +415,6 @@ def _analyze(model: LazyDetector, image: str) -> Report:
 class Page:
     """The single-image components the page's own event fills (not part of the API)."""
 
-    image: gr.Image
     card: gr.HTML
     probabilities: gr.Label
     view: gr.Radio
@@ -424,48 +423,57 @@ class Page:
     spectrum: gr.Image
     evidence: gr.Markdown
     report: gr.JSON
+    error: gr.Textbox  # hidden: set to a fresh token on a bad upload; the page then clears the input
 
     @property
     def outputs(self) -> list:
-        return [self.image, self.card, self.probabilities, self.view, self.overlay, self.maps, self.spectrum,
-                self.evidence, self.report]
+        return [self.card, self.probabilities, self.view, self.overlay, self.maps, self.spectrum, self.evidence,
+                self.report, self.error]
 
 
-def analyze_for_page(model: LazyDetector, page: Page, image: str | None, view: str | None):
+# Every output gets a value, never gr.skip(): a skipped output is rebuilt from its constructor arguments
+# in the session (Gradio 6), which would drop the instance overrides of the input image and the label.
+def analyze_for_page(model: LazyDetector, image: str | None, view: str | None = FUSED):
     """The page's event: the card, display-named bars, every heatmap (fused + per branch), the spectrum.
 
-    A file that cannot be read clears the input and puts the message in the card (and a toast),
-    instead of leaving a broken-image icon next to an old verdict.
+    A file that cannot be read puts the message in the card (and a toast) and sets the hidden error
+    token, whose change clears the input in the browser, instead of leaving a broken-image icon
+    next to an old verdict.
     """
-    if image is None:  # the input was cleared (by the user, or by us after a bad file): keep the card
-        return {}
+    if image is None:
+        return EMPTY_CARD, None, gr.Radio(), None, {}, None, "", None, ""
     try:
         report = _analyze(model, image)
     except gr.Error as exc:
         gr.Warning(exc.message, title=exc.title)
-        return {page.image: None, page.card: error_card(exc.title or "Error", exc.message), page.probabilities: None,
-                page.overlay: None, page.maps: {}, page.spectrum: None, page.evidence: "", page.report: None}
+        return (error_card(exc.title or "Error", exc.message), None, gr.Radio(), None, {}, None, "", None,
+                uuid.uuid4().hex)
     prediction = report.prediction
     confidences = {}
     maps: dict[str, str] = {}
     spectrum = None
     if prediction is not None:
         confidences = {DISPLAY_LABELS.get(k, k): v for k, v in prediction.probabilities.items()}
-        maps[FUSED] = save_jpeg(page.overlay, prediction.overlay(), "heatmap")
+        maps[FUSED] = save_jpeg_for(model, prediction.overlay(), "heatmap")
         for name in prediction.branch_heatmaps:
-            maps[name] = save_jpeg(page.overlay, prediction.overlay(branch=name), f"heatmap-{name}")
-        spectrum = save_jpeg(page.spectrum, spectrum_image(prediction.image), "spectrum")
+            maps[name] = save_jpeg_for(model, prediction.overlay(branch=name), f"heatmap-{name}")
+        spectrum = save_jpeg_for(model, spectrum_image(prediction.image), "spectrum")
     view = view if view in maps else FUSED
-    return {
-        page.card: verdict_card(report),
-        page.probabilities: {"label": DISPLAY_LABELS.get(report.verdict, report.verdict), "confidences": confidences},
-        page.view: gr.Radio(choices=view_choices(model.loaded), value=view),
-        page.overlay: maps.get(view),
-        page.maps: maps,
-        page.spectrum: spectrum,
-        page.evidence: evidence_markdown(report.to_dict()),
-        page.report: _rounded(report.to_dict()),
-    }
+    return (
+        verdict_card(report),
+        {"label": DISPLAY_LABELS.get(report.verdict, report.verdict), "confidences": confidences},
+        gr.Radio(choices=view_choices(model.loaded), value=view),
+        maps.get(view),
+        maps,
+        spectrum,
+        evidence_markdown(report.to_dict()),
+        _rounded(report.to_dict()),
+        "",
+    )
+
+
+def save_jpeg_for(model: LazyDetector, image: Image.Image, stem: str) -> str:
+    return save_jpeg(model.cache_owner, image, stem)
 
 
 def heatmaps_api(model: LazyDetector, component, image: str | None):
@@ -624,7 +632,8 @@ def batch_table(rows: list[dict], sources: list) -> str:
     counts = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
-    summary = ", ".join(f"{n} {DISPLAY_LABELS.get(v, 'error' if v == 'error' else v)}" for v, n in counts.items())
+    words = {"ai_generated": "likely AI-generated", "real": "likely real", UNCERTAIN: "can't tell", "error": "error"}
+    summary = ", ".join(f"{n} {words.get(v, v)}" for v, n in counts.items())
     body = []
     for row, source in zip(rows, sources):
         css = "batch-error" if row["error"] else CARD_CLASSES.get(row["verdict"], "")
@@ -717,36 +726,52 @@ def build_demo(
             "and the image's frequency spectrum."
         )
         model_info = gr.Markdown("**Model:** loading…")
+        # The page's outputs first (unrendered), so the examples can run the analysis on click.
+        card = gr.HTML(EMPTY_CARD, elem_id="verdict-card", render=False)
+        # No heading: the top class would read as a verdict even inside the uncertain band.
+        probabilities = verdict_label(label="Pixel model", num_top_classes=2, show_heading=False,
+                                      elem_id="probabilities", render=False)
+        view = gr.Radio(choices=view_choices(None), value=FUSED, label="Heatmap: where the model looked",
+                        elem_id="heatmap-view", render=False)
+        overlay = gr.Image(label="Grad-CAM heatmap", interactive=False, elem_id="heatmap", render=False)
+        evidence = gr.Markdown(label="Evidence", elem_id="evidence", container=True, render=False)
+        spectrum = gr.Image(label="Log-magnitude spectrum of the luminance (centre 512 px)", interactive=False,
+                            elem_id="spectrum", height=320, render=False)
+        report = gr.JSON(label="Report", elem_id="report", render=False)
+        page_error = gr.Textbox(label="Page error", visible=False, render=False)
+        maps = gr.State({})
+        model.cache_owner = overlay
+        page = Page(card, probabilities, view, overlay, maps, spectrum, evidence, report, page_error)
+        analyze_page = functools.partial(analyze_for_page, model)
         with gr.Tabs():
             with gr.Tab("One image", id="single", elem_id="tab-single"):
                 with gr.Row(equal_height=False):
                     with gr.Column(min_width=300):
                         image = raw_image_input(label="Image", sources=["upload", "clipboard"], elem_id="input-image")
-                        # No fn: a click fills the input and its change event predicts, so nothing
-                        # runs (or is cached) at startup, when the model may still be missing.
+                        # Run on click, never cached: nothing runs at startup, when the model may still be missing.
                         gr.Examples(
                             examples=[[str(APP_DIR / "examples" / name)] for name, _ in EXAMPLES],
                             example_labels=[label for _, label in EXAMPLES],
                             inputs=[image],
+                            outputs=page.outputs,
+                            fn=analyze_page,
+                            run_on_click=True,
+                            cache_examples=False,
                             label="Examples (synthetic scenes: they show the app, not its accuracy)",
                             api_visibility="private",
                         )
                     with gr.Column(min_width=300):
-                        card = gr.HTML(EMPTY_CARD, elem_id="verdict-card")
-                        # No heading: the top class would read as a verdict even inside the uncertain band.
-                        probabilities = verdict_label(
-                            label="Pixel model", num_top_classes=2, show_heading=False, elem_id="probabilities"
-                        )
-                        view = gr.Radio(choices=view_choices(None), value=FUSED, label="Heatmap: where the model looked",
-                                        elem_id="heatmap-view")
-                        overlay = gr.Image(label="Grad-CAM heatmap", interactive=False, elem_id="heatmap")
-                        maps = gr.State({})
-                        evidence = gr.Markdown(label="Evidence", elem_id="evidence", container=True)
+                        card.render()
+                        probabilities.render()
+                        view.render()
+                        overlay.render()
+                        evidence.render()
                 with gr.Accordion("Frequency spectrum", open=True, elem_id="spectrum-panel"):
                     with gr.Row(equal_height=False):
-                        spectrum = gr.Image(label="Log-magnitude spectrum of the luminance (centre 512 px)",
-                                            interactive=False, elem_id="spectrum", height=320)
-                        gr.Markdown(SPECTRUM_HELP, elem_id="spectrum-help")
+                        with gr.Column(min_width=300):
+                            spectrum.render()
+                        with gr.Column(min_width=300):
+                            gr.Markdown(SPECTRUM_HELP, elem_id="spectrum-help")
                 gr.Markdown(
                     "A detector's score is evidence, not proof: resizing, compression, screenshots and generators it "
                     "never saw all move it. Inside its uncertain zone the app says it can't tell. Provenance found in "
@@ -754,7 +779,7 @@ def build_demo(
                     "verdict when present; finding none is normal and never counts towards 'real'."
                 )
                 with gr.Accordion("Report (JSON)", open=False):
-                    report = gr.JSON(label="Report", elem_id="report")
+                    report.render()
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 gr.Markdown(
                     f"Several images, or a .zip of them: up to **{MAX_BATCH_FILES} images** and "
@@ -775,12 +800,14 @@ def build_demo(
             api_rows = gr.JSON(label="Rows")
             api_heatmaps = gr.Button("heatmaps")
             api_gallery = gr.Gallery(label="Heatmaps")
+        page_error.render()
 
-        page = Page(image, card, probabilities, view, overlay, maps, spectrum, evidence, report)
-        image.change(functools.partial(analyze_for_page, model, page), inputs=[image, view], outputs=page.outputs,
-                     api_visibility="private")
-        image.clear(lambda: (EMPTY_CARD, None, None, {}, None, "", None),
-                    outputs=[card, probabilities, overlay, maps, spectrum, evidence, report], api_visibility="private")
+        # upload (file, paste, drop) and example clicks, not change: clearing the input after a bad file
+        # must not start another analysis.
+        image.upload(analyze_page, inputs=[image, view], outputs=page.outputs, api_visibility="private")
+        image.clear(functools.partial(analyze_for_page, model, None), outputs=page.outputs, api_visibility="private")
+        page_error.change(None, inputs=[page_error, image], outputs=[image], js="(error, image) => error ? null : image",
+                          api_visibility="private")
         view.change(show_view, inputs=[view, maps], outputs=[overlay], api_visibility="private", show_progress="hidden")
         api_predict.click(
             functools.partial(predict, model, overlay_component=overlay),
