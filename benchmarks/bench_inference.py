@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--skip-batch", action="store_true", help="only CAM vs plain (for big models on small machines)")
     args = parser.parse_args()
 
     if args.model in list_models():
@@ -50,15 +51,17 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     plain = timed(lambda: detector.predict(photo, cam=False), args.repeats)
     cam = timed(lambda: detector.predict(photo, cam=True), args.repeats)
-    one_by_one = timed(lambda: [detector.predict(img, cam=False) for img in batch], max(3, args.repeats // 5))
-    batched = timed(lambda: detector.predict_batch(batch, cam=False), max(3, args.repeats // 5))
+    if not args.skip_batch:
+        one_by_one = timed(lambda: [detector.predict(img, cam=False) for img in batch], max(3, args.repeats // 5))
+        batched = timed(lambda: detector.predict_batch(batch, cam=False), max(3, args.repeats // 5))
     tiles = detector.predict(photo, cam=False).tiles
     print(f"predict 1024x768, no CAM : {plain * 1000:8.1f} ms   ({tiles} tiles of {detector.config.preprocess.tile_size} px)")
     print(f"predict 1024x768, CAM    : {cam * 1000:8.1f} ms   (CAM / plain = {cam / plain:.2f}x; fused + "
           f"{len(detector.config.branches)} branch heatmaps)")
-    print(f"{args.batch} images one by one   : {one_by_one * 1000:8.1f} ms")
-    print(f"{args.batch} images batched      : {batched * 1000:8.1f} ms   (speed-up = {one_by_one / batched:.2f}x, "
-          f"{args.batch / batched:.0f} images/s)")
+    if not args.skip_batch:
+        print(f"{args.batch} images one by one   : {one_by_one * 1000:8.1f} ms")
+        print(f"{args.batch} images batched      : {batched * 1000:8.1f} ms   (speed-up = {one_by_one / batched:.2f}x, "
+              f"{args.batch / batched:.0f} images/s)")
     print(f"peak RSS                 : {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
 
 

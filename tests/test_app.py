@@ -66,10 +66,10 @@ def assert_readable(message: str) -> None:
     assert message and "Traceback" not in message and "/tmp" not in message and "gradio" not in message.lower()
 
 
-def test_only_predict_is_public(client):
-    """The page-load and example events are private: the API is /predict and nothing else."""
+def test_only_the_documented_endpoints_are_public(client):
+    """The page's own events (load, examples, the page's analysis, the heatmap toggle) are private."""
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/predict"]
+    assert list(api["named_endpoints"]) == ["/predict", "/heatmaps", "/batch"]
     assert not api["unnamed_endpoints"]
     [parameter] = api["named_endpoints"]["/predict"]["parameters"]
     assert parameter["parameter_name"] == "image"
@@ -253,3 +253,164 @@ def test_evidence_markdown_names_signer_and_conflicts():
     text = app.evidence_markdown(report)
     assert "C2PA Content Credentials" in text and "Signer &lt;x&gt;" in text and "only claimed" in text
     assert "Conflicts" in text and "&lt;b&gt;" in text
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_batch_endpoint_keeps_going_past_bad_files(client, library, bad_files, wide_image, tmp_path):
+    """Images and a .zip (with a bad member) in one call: one row per image, in order, bad ones as error rows."""
+    zipped = _zip(tmp_path / "more.zip", {"a/rgba.png": bad_files["rgba.png"].read_bytes(),
+                                          "b/empty.png": b"", "__MACOSX/._x.png": b"junk"})
+    files = [wide_image, bad_files["not_image.png"], zipped, bad_files["grey.png"]]
+    rows, csv_path = client.predict([handle_file(f) for f in files], api_name="/batch")
+    assert [r["file"] for r in rows] == ["wide.png", "not_image.png", "more.zip/a/rgba.png", "more.zip/b/empty.png",
+                                         "grey.png"]
+    assert [r["verdict"] == "error" for r in rows] == [False, True, False, True, False]
+    assert "not an image format" in rows[1]["error"] and "empty (0 bytes)" in rows[3]["error"]
+    for row in rows:
+        assert_readable(row["error"] or row["reason"])
+    assert rows[0]["p_ai_generated"] == pytest.approx(library.predict(wide_image, cam=False).p_fake, abs=1e-4)
+    assert rows[2]["p_ai_generated"] == pytest.approx(library.predict(bad_files["rgba.png"], cam=False).p_fake, abs=1e-4)
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8") as file:
+        table = list(csv.DictReader(file))
+    assert [r["file"] for r in table] == [r["file"] for r in rows]
+    assert table[1]["verdict"] == "error" and table[0]["decided_by"] == "pixel_model"
+
+
+def test_batch_refuses_past_its_limits_and_a_broken_zip_is_one_error_row(client, wide_image, tmp_path):
+    import app
+
+    many = _zip(tmp_path / "many.zip", {f"{i}.png": b"x" for i in range(app.MAX_BATCH_FILES + 1)})
+    with pytest.raises(AppError) as info:
+        client.predict([handle_file(many)], api_name="/batch")
+    assert f"at most {app.MAX_BATCH_FILES}" in str(info.value)
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(_zip(tmp_path / "ok.zip", {"x.png": wide_image.read_bytes()}).read_bytes()[:-30])
+    rows, _ = client.predict([handle_file(broken), handle_file(wide_image)], api_name="/batch")
+    assert rows[0]["verdict"] == "error" and "broken.zip" in rows[0]["error"]
+    assert rows[1]["verdict"] != "error"
+
+
+# --------------------------------------------------------------------------- load
+
+
+def test_same_image_from_four_clients_never_fails(app_url, wide_image):
+    """Regression: Gradio rewrote content-hashed output files in place, so concurrent requests for the same
+    image truncated each other's downloads. 4 clients x 20 requests of one image: every answer complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def client_run(_):
+        client = Client(app_url, verbose=False)
+        sizes = []
+        for _ in range(20):
+            label, overlay, _, _ = client.predict(handle_file(wide_image), api_name="/predict")
+            with Image.open(overlay) as image:
+                image.load()  # a truncated JPEG fails here
+                sizes.append(image.size)
+        return sizes
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(client_run, range(4)))
+    assert [len(r) for r in results] == [20] * 4
+    assert {size for r in results for size in r} == {(300, 150)}
+
+
+def test_full_queue_answers_busy_retry(tiny_checkpoint, wide_image):
+    """A queue of 1 with 1 worker: a burst of calls gets HTTP 503 with the plain 'busy, retry' message."""
+    import app
+
+    demo = app.build_demo(str(tiny_checkpoint), queue_max_size=1, concurrency_limit=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                            **app.LAUNCH_KWARGS)
+    try:
+        with httpx.Client(base_url=url.rstrip("/"), timeout=60) as http:
+            with wide_image.open("rb") as file:
+                [server_path] = http.post("/gradio_api/upload", files={"files": (wide_image.name, file)}).json()
+            body = {"data": [{"path": server_path, "meta": {"_type": "gradio.FileData"}}]}
+            answers = [http.post("/gradio_api/call/predict", json=body) for _ in range(8)]
+        codes = [a.status_code for a in answers]
+        assert 200 in codes and 503 in codes, codes
+        busy = next(a for a in answers if a.status_code == 503)
+        assert busy.json()["detail"] == app.BUSY_MESSAGE and "retry" in app.BUSY_MESSAGE
+    finally:
+        demo.close()
+
+
+# --------------------------------------------------------------------------- per-branch heatmaps
+
+
+@pytest.fixture(scope="module")
+def trained_app_url(tmp_path_factory):
+    """The app serving a convitx_tiny trained on test_cam's synthetic task (a bright square = 'AI')."""
+    import app
+    from corpus import torch_threads
+    from detector import get_config, save_checkpoint
+    from test_cam import _train
+
+    with torch_threads(1):
+        detector = _train(get_config("convitx_tiny"))
+    folder = save_checkpoint(detector.model, tmp_path_factory.mktemp("trained"), card="# trained on squares")
+    demo = app.build_demo(str(folder))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                            **app.LAUNCH_KWARGS)
+    yield url.rstrip("/")
+    demo.close()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("size", [(96, 64), (64, 96)], ids=["wide", "tall"])
+def test_branch_heatmaps_keep_the_aspect_and_differ(trained_app_url, tmp_path, size):
+    from test_cam import _with_patch_in
+
+    height, width = size
+    image, _ = _with_patch_in((0, 1), height, width)
+    path = tmp_path / "square.png"
+    image.save(path)
+    gallery = Client(trained_app_url, verbose=False).predict(handle_file(path), api_name="/heatmaps")
+    maps = {item["caption"]: np.asarray(Image.open(item["image"]).convert("RGB"), dtype=np.float32) for item in gallery}
+    assert list(maps) == ["fused", "convnext", "swin"]
+    for name, overlay in maps.items():
+        assert overlay.shape[:2] == (height, width), name
+    assert np.abs(maps["convnext"] - maps["swin"]).mean() > 3.0, "the two branches' maps should differ"
+    assert np.abs(maps["fused"] - maps["convnext"]).mean() > 1.0
+
+
+# --------------------------------------------------------------------------- the verdict card
+
+
+def _report(p: float, threshold: float = 0.5, band=(0.35, 0.65)):
+    from detector.evidence.pixel import PixelModelEvidence
+    from detector.fusion import fuse
+    from detector.report import Report
+
+    prediction = Prediction(p, "x", {"real": 1 - p, "ai_generated": p}, threshold, band)
+    prediction.label = "ai_generated" if p >= band[1] else "real" if p <= band[0] else "uncertain"
+    evidence = [PixelModelEvidence(None)._evidence(prediction)]
+    verdict = fuse(evidence)
+    return Report("x.png", verdict.label, verdict.partly_ai, verdict.decided_by, verdict.reason, evidence)
+
+
+def test_verdict_card_reads_in_plain_words():
+    import app
+
+    ai = app.verdict_card(_report(0.8712, threshold=0.828, band=(0.578, 0.878)))
+    assert "Can't tell" in ai and "verdict-uncertain" in ai  # 87% is still inside this model's band
+    ai = app.verdict_card(_report(0.8712))
+    assert "Likely AI-generated — 87%" in ai and "verdict-ai" in ai
+    real = app.verdict_card(_report(0.09, threshold=0.828, band=(0.578, 0.878)))
+    assert "Likely real" in real and "verdict-real" in real
+    assert "gives 9% for AI-generated" in real and "from 88%" in real and "real at 58% or less" in real
+    assert app._pct(0.0001) == "<1%" and app._pct(0.9999) == ">99%"
+    assert "0.82791" not in real

@@ -1,8 +1,9 @@
 """The app in a real browser: Debian's Chromium driven by Playwright against the served app.
 
 Covers what the API tests cannot: the page renders, the file input and a real
-drag-and-drop reach the model, the verdict and error toasts show. Screenshots
-land in artifacts/ (gitignored) for a human to look at.
+drag-and-drop reach the model, the verdict card (words and colour), the heatmap
+toggle, the spectrum, the batch tab with its CSV download, error toasts, and a
+phone-width layout. Screenshots land in artifacts/ (gitignored) for a human to look at.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VERDICT = re.compile(r"^(Real|AI-generated|Uncertain) \(p=")
+VERDICT = re.compile(r"^(Likely AI-generated — \d+%|Likely real|Can't tell)")
+CARD_CLASS = re.compile(r"verdict-(ai|real|uncertain)")
 TIMEOUT_MS = 60_000  # first request loads the model; the machine may be busy training
 
 pytestmark = [
@@ -92,21 +94,81 @@ def heatmap_aspect(page) -> float:
     return width / height
 
 
-def test_upload_shows_verdict_probabilities_and_heatmap(page):
+def card(page):
+    """The verdict card's own element (the one with the colour class)."""
+    return page.locator("#verdict-card .verdict-card")
+
+
+def expect_verdict(page) -> None:
+    from playwright.sync_api import expect
+
+    expect(card(page).locator(".verdict-title")).to_have_text(VERDICT)
+    expect(card(page)).to_have_class(CARD_CLASS)
+
+
+def image_src(page, selector: str) -> str:
+    image = page.locator(f"{selector} img")
+    image.wait_for(state="visible")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    return image.get_attribute("src")
+
+
+def test_upload_shows_card_bars_heatmap_tabs_and_spectrum(page):
     from playwright.sync_api import expect
 
     expect(page.locator("body")).to_contain_text("convitx_tiny")  # the model header, filled on page load
     page.locator("#input-image input[type=file]").set_input_files(str(ROOT / "examples" / "city_night.jpg"))
-    verdict = page.locator("#verdict textarea")
-    expect(verdict).to_have_value(VERDICT)
-    expect(verdict).to_have_value(re.compile(r"threshold 0\.5"))
+    expect_verdict(page)
+    expect(card(page).locator(".verdict-reason")).to_contain_text("The pixel model gives")
+    # The card's colour follows its class (red / green / amber), not the default grey.
+    colour = card(page).evaluate("el => getComputedStyle(el).borderLeftColor")
+    assert colour in {"rgb(217, 48, 37)", "rgb(24, 128, 56)", "rgb(242, 153, 0)"}, colour
     probabilities = page.locator("#probabilities")
-    expect(probabilities).to_contain_text("ai_generated")
-    expect(probabilities).to_contain_text("real")
+    expect(probabilities).to_contain_text("AI-generated")
+    expect(probabilities).to_contain_text("Real")
+    expect(probabilities).not_to_contain_text("ai_generated")
     assert heatmap_aspect(page) == pytest.approx(512 / 224, rel=0.02)
+    # The heatmap toggle: one entry per branch, named from the config; each shows a different image.
+    views = page.locator("#heatmap-view")
+    for name in ("Both branches (fused)", "ConvNeXt branch", "Swin branch"):
+        expect(views).to_contain_text(name)
+    sources = {image_src(page, "#heatmap")}
+    for name in ("ConvNeXt branch", "Swin branch"):
+        views.get_by_text(name).click()
+        page.wait_for_function("([sel, seen]) => { const i = document.querySelector(sel); "
+                               "return i && i.complete && i.naturalWidth > 0 && !seen.includes(i.getAttribute('src')); }",
+                               arg=["#heatmap img", list(sources)])
+        sources.add(image_src(page, "#heatmap"))
+        assert heatmap_aspect(page) == pytest.approx(512 / 224, rel=0.02)
+    assert len(sources) == 3
+    # The spectrum: computed on the 512x224 centre crop, with a line on how to read it.
+    src = image_src(page, "#spectrum")
+    width, height = page.locator("#spectrum img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert (width, height) == (512, 224) and src
+    expect(page.locator("#spectrum-help")).to_contain_text("bright isolated dots or lines")
     page.get_by_text("Model card", exact=True).click()
     expect(page.get_by_text("test card")).to_be_visible()
     screenshot(page, "app_upload.png")
+
+
+def test_phone_width(browser, app_url):
+    """At 390 px the page stacks into one column and nothing overflows sideways."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(app_url)
+        page.locator("#input-image input[type=file]").set_input_files(str(ROOT / "examples" / "landscape.jpg"))
+        expect_verdict(page)
+        image_src(page, "#heatmap")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        box = card(page).bounding_box()
+        assert box["width"] <= 390 and box["x"] >= 0
+        screenshot(page, "app_phone.png")
+    finally:
+        context.close()
 
 
 def test_drag_and_drop(page, tall_image):
@@ -126,7 +188,7 @@ def test_drag_and_drop(page, tall_image):
     target = page.locator("#input-image input[type=file]").locator("xpath=..")
     for event in ("dragenter", "dragover", "drop"):
         target.dispatch_event(event, {"dataTransfer": transfer})
-    expect(page.locator("#verdict textarea")).to_have_value(VERDICT)
+    expect_verdict(page)
     assert heatmap_aspect(page) == pytest.approx(120 / 240, rel=0.02)
     screenshot(page, "app_drop.png")
 
@@ -135,19 +197,30 @@ def test_example_click(page):
     from playwright.sync_api import expect
 
     page.get_by_text("Still life (synthetic render)").click()
-    expect(page.locator("#verdict textarea")).to_have_value(VERDICT)
+    expect_verdict(page)
     assert heatmap_aspect(page) == pytest.approx(288 / 384, rel=0.02)
 
 
-def test_bad_file_shows_readable_error(page, bad_files):
-    """show_error=False hides unexpected exceptions, but gr.Error messages still reach the user."""
+def test_bad_file_clears_the_input_and_shows_the_message(page, bad_files):
+    """After a good image, a bad upload: the input is emptied (no broken-image icon), the card and a toast
+    say why, and the old verdict and heatmap are gone."""
     from playwright.sync_api import expect
 
-    page.locator("#input-image input[type=file]").set_input_files(str(bad_files["not_image.png"]))
-    toast = page.get_by_text("not_image.png is not an image format we can read")
-    expect(toast).to_be_visible()
+    upload = page.locator("#input-image input[type=file]")
+    upload.set_input_files(str(ROOT / "examples" / "landscape.jpg"))
+    expect_verdict(page)
+    upload.set_input_files(str(bad_files["not_image.png"]))
+    message = "not_image.png is not an image format we can read"
+    expect(card(page)).to_contain_text(message)
+    expect(card(page)).to_have_class(re.compile("verdict-error"))
+    expect(card(page)).to_contain_text("Cannot read this image")
+    expect(page.locator(".toast-body").filter(has_text=message)).to_be_visible()
+    expect(page.locator("#input-image img")).to_have_count(0)
+    expect(page.locator("#heatmap img")).to_have_count(0)
     screenshot(page, "app_error.png")
-    assert "/tmp" not in toast.inner_text()
+    assert "/tmp" not in card(page).inner_text()
+    upload.set_input_files(str(ROOT / "examples" / "landscape.jpg"))  # and the page still works
+    expect_verdict(page)
 
 
 def test_evidence_panel_shows_the_c2pa_claim(page, tmp_path):
@@ -158,9 +231,43 @@ def test_evidence_panel_shows_the_c2pa_claim(page, tmp_path):
     path = tmp_path / "signed.png"
     path.write_bytes(c2pa_sign(encode(photo(), "PNG"), "image/png", make_chain("OpenAI Test")))
     page.locator("#input-image input[type=file]").set_input_files(str(path))
-    expect(page.locator("#verdict textarea")).to_have_value(re.compile(r"^AI-generated \(decided by the file's own provenance"))
+    expect(card(page).locator(".verdict-title")).to_have_text("Likely AI-generated — the file's own metadata says so")
+    expect(card(page)).to_have_class(re.compile("verdict-ai"))
     evidence = page.locator("#evidence")
     expect(evidence).to_contain_text("C2PA Content Credentials")
     expect(evidence).to_contain_text("OpenAI Test Signer")
     expect(evidence).to_contain_text("only claimed")
     screenshot(page, "app_evidence.png")
+
+
+def test_batch_tab_table_and_csv(page, bad_files, tall_image, tmp_path):
+    """Three files, one bad: a row each (the bad one an error row, the others with thumbnails), CSV downloads."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Batch").click()
+    expect(page.locator("body")).to_contain_text("up to 100 images")
+    files = [ROOT / "examples" / "city_night.jpg", bad_files["not_image.png"], tall_image]
+    page.locator("#batch-files input[type=file]").set_input_files([str(f) for f in files])
+    expect(page.locator("#batch-files")).to_contain_text(re.compile(r"tall\s*\.png"))
+    page.locator("#batch-run").click()
+    rows = page.locator("#batch-table tbody tr")
+    expect(rows).to_have_count(3, timeout=TIMEOUT_MS)
+    expect(rows.nth(0)).to_contain_text("city_night.jpg")
+    expect(rows.nth(1)).to_contain_text("Error")
+    expect(rows.nth(1)).to_contain_text("not an image format we can read")
+    expect(rows.nth(2)).to_contain_text("tall.png")
+    for i in (0, 2):
+        expect(rows.nth(i).locator("td.batch-verdict")).to_have_text(re.compile(r"^(Likely AI-generated|Likely real|Can't tell)$"))
+        expect(rows.nth(i).locator("img.batch-thumb")).to_have_count(1)
+        expect(rows.nth(i)).to_contain_text("%")
+    link = page.locator("#batch-csv a").first
+    expect(link).to_be_visible()
+    with page.expect_download() as info:
+        link.click()
+    path = tmp_path / "results.csv"
+    info.value.save_as(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "file,verdict,p_ai_generated,decided_by,reason,error"
+    assert [line.split(",")[0] for line in lines[1:]] == ["city_night.jpg", "not_image.png", "tall.png"]
+    assert lines[2].split(",")[1] == "error"
+    screenshot(page, "app_batch.png")
