@@ -27,7 +27,7 @@ from detector import (
     load_checkpoint,
     save_checkpoint,
 )
-from detector.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from detector.hub import CARD_NAME, CONFIG_NAME, PREPROCESSOR_NAME, WEIGHTS_NAME
 from detector.model import pool_tiles
 from detector.transforms import collate_views, image_to_views
 
@@ -487,7 +487,7 @@ def test_save_load_round_trip_is_exact(tmp_path, name):
     model = _seeded(name, seed=3)
     model.config = dataclasses.replace(_with_decision(model.config, temperature=1.3), meta={"note": "round trip"})
     folder = save_checkpoint(model, tmp_path / "ckpt", card="# card\n")
-    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])  # no temp files
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, PREPROCESSOR_NAME])  # no temp files
     loaded, config, where = load_checkpoint(folder)
     assert where == folder
     assert not loaded.training, "load_checkpoint returns an eval-mode model"
@@ -591,7 +591,7 @@ def test_save_overwrites_atomically(tmp_path):
     torch.manual_seed(2)
     second = create_model("convitx_tiny").eval()
     save_checkpoint(second, folder)  # over an existing checkpoint, no card: the old card stays
-    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, PREPROCESSOR_NAME])
     loaded, _, _ = load_checkpoint(folder)
     for key, value in second.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
