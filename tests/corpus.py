@@ -1,4 +1,7 @@
-"""Plain helpers for the tests: image corpora and a tiny checkpoint, written for real.
+"""Plain helpers for the tests: image corpora, a tiny checkpoint and a free port, made for real.
+
+The one home of each: the bad-file set (``BAD_FILES`` + ``ODD_FILES``), the tiny-checkpoint builder
+(``save_tiny_checkpoint``) and the port helper (``free_port``); conftest.py's fixtures wrap them.
 
 Not fixtures: each test module wraps what it needs, so this file never clashes
 with conftest.py.
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import socket
 import struct
 import zlib
 from pathlib import Path
@@ -73,15 +77,17 @@ def truncated_png_bytes(seed: int = 0) -> bytes:
     return data[: len(data) // 2]
 
 
-# Each bad file: name on disk (with an image suffix, so the CLI walks it) and the error it must raise.
+# Each unreadable file: name on disk (with an image suffix, so the CLI walks it) and the error it must raise.
 BAD_FILES: dict[str, tuple[str, type]] = {
-    "empty": ("empty.jpg", EmptyImageError),
-    "text": ("notes.jpg", NotAnImageError),
+    "empty": ("empty.png", EmptyImageError),
+    "text": ("not_image.png", NotAnImageError),
     "truncated_jpeg": ("truncated.jpg", TruncatedImageError),
     "truncated_png": ("truncated.png", TruncatedImageError),
-    "huge_png": ("huge_20000x20000.png", ImageTooLargeError),  # beyond Pillow's own bomb limit
+    "huge_png": ("huge.png", ImageTooLargeError),  # 20000x20000: beyond Pillow's own bomb limit
     "large_png": ("large_8000x6000.png", ImageTooLargeError),  # 48 MP: under Pillow's limit, over ours (40 MP)
 }
+# Readable but odd files an uploader meets (written by write_odd_files).
+ODD_FILES = ["rgba.png", "palette.gif", "grey16.png", "cmyk.jpg", "grey.png", "exif_rotated.jpg"]
 
 
 def bad_file_bytes(kind: str) -> bytes:
@@ -113,6 +119,36 @@ def write_bad_files(folder: Path, kinds=None) -> dict[str, tuple[Path, type]]:
     return written
 
 
+def photo_like(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A smooth RGB gradient plus noise: compresses like a photo."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 9.0) * np.cos(y / 7.0)], axis=-1) * 255
+    return Image.fromarray(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8))
+
+
+def write_odd_files(folder: Path) -> dict[str, Path]:
+    """``ODD_FILES`` into ``folder``, name -> path: rgba.png, palette.gif (2 frames), grey16.png, cmyk.jpg,
+    grey.png, exif_rotated.jpg (300x150 stored, orientation 6: 150x300 upright)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / name for name in ODD_FILES}
+    rgba = photo_like((200, 120), seed=1).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+    rgba.save(files["rgba.png"])
+    frames = [photo_like((120, 90), seed=s).convert("P", palette=Image.Palette.ADAPTIVE) for s in (2, 3)]
+    frames[0].save(files["palette.gif"], save_all=True, append_images=frames[1:], duration=100, loop=0)
+    ramp = np.linspace(0, 65535, 160 * 100, dtype=np.float64).reshape(100, 160)
+    Image.fromarray(ramp.astype(np.uint16)).save(files["grey16.png"])
+    photo_like((160, 120), seed=4).convert("CMYK").save(files["cmyk.jpg"], quality=90)
+    photo_like((160, 120), seed=5).convert("L").save(files["grey.png"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    photo_like((300, 150), seed=6).save(files["exif_rotated.jpg"], quality=90, exif=exif)
+    return files
+
+
 def write_good_images(folder: Path, seed: int = 0) -> list[Path]:
     """A handful of small, decodable images in assorted formats, sizes and modes."""
     folder = Path(folder)
@@ -139,6 +175,13 @@ def save_tiny_checkpoint(folder: Path, seed: int = 0, card: str | None = "# conv
     torch.manual_seed(seed)
     model = create_model("convitx_tiny").eval()
     return save_checkpoint(model, folder, card=card)
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the OS picks it): a server, torchrun's rendezvous, or a dead endpoint."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from conftest import free_port
+from corpus import free_port
 from detector import Detector, Prediction, load_image
 
 ROOT = Path(__file__).resolve().parent.parent

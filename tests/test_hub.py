@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +24,9 @@ import torch
 from huggingface_hub import HfApi
 from PIL import Image
 
-from detector import Detector, ModelLoadError, PushError, create_model, get_config, push_to_hub, save_checkpoint
+from detector import Detector, ModelLoadError, PushError, create_model, get_config, push_to_hub
 from detector.hub import is_hub_ref, model_card, read_card, resolve_checkpoint, split_ref
+from corpus import free_port, save_tiny_checkpoint
 from hubserver import HubServer, git_blob_sha1
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -80,10 +80,7 @@ def load_in_subprocess(jobs: list[dict], image: Path, hf_home: Path, endpoint: s
 
 def closed_endpoint() -> str:
     """An endpoint nobody listens on: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def local_p_fake(folder: Path, image: Path) -> float:
@@ -102,8 +99,7 @@ def checkpoints(tmp_path_factory, image) -> dict[str, tuple[Path, float]]:
     """Two tiny checkpoints with different weights: name -> (folder, p_fake loaded locally in this process)."""
     out = {}
     for name, seed in (("a", 1), ("b", 2)):
-        torch.manual_seed(seed)
-        folder = save_checkpoint(create_model("convitx_tiny"), tmp_path_factory.mktemp(f"ckpt_{name}"), card=CARD)
+        folder = save_tiny_checkpoint(tmp_path_factory.mktemp(f"ckpt_{name}"), seed=seed, card=CARD)
         out[name] = (folder, local_p_fake(folder, image))
     assert out["a"][1] != out["b"][1], "the two checkpoints must be told apart by their output"
     return out

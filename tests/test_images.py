@@ -19,7 +19,6 @@ from corpus import (
     encode,
     noise_rgb,
     truncated_jpeg_bytes,
-    write_bad_files,
 )
 from detector import (
     Detector,
@@ -37,8 +36,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory) -> dict[str, tuple[Path, type]]:
-    return write_bad_files(tmp_path_factory.mktemp("bad_corpus"))
+def corpus_dir(bad_files) -> dict[str, tuple[Path, type]]:
+    """The shared bad-file set (conftest ``bad_files``), by kind: kind -> (path, expected ImageError subclass)."""
+    return {kind: (bad_files[name], error) for kind, (name, error) in BAD_FILES.items()}
 
 
 @pytest.fixture(scope="module")

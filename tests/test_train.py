@@ -29,13 +29,13 @@ from train.checkpoint import LATEST, latest_checkpoint, load_training_checkpoint
 from train.config import TrainConfig, add_arguments, resolve
 from train.data import Record, load_records, parse_label, sample_weights, split_validation
 from train.fit import lr_at
+from corpus import free_port
 from train_helpers import (
     REPO_ROOT,
     SHARED_DATA,
     assert_no_pickles,
     failure,
     file_digests,
-    free_port,
     metrics_epochs,
     run_train,
     sha1,

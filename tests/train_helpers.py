@@ -133,14 +133,5 @@ def failure(proc: subprocess.CompletedProcess) -> str:
     return f"rc={proc.returncode}\n--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-5000:]}"
 
 
-def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it): for torchrun's rendezvous, or a dead endpoint."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def file_digests(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): sha1(p.read_bytes()) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
