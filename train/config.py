@@ -33,6 +33,10 @@ class TrainConfig:
     cache_max_side: int = 0  # 0 keeps decoded images at native size: tiles must see the original pixel grid
     mixed_precision: str = "auto"  # auto | no | fp16 | bf16
     seed: int = 0
+    # Which epoch becomes best/: "best" by macro validation AUC over sources with at least
+    # selection_min_per_class images per class, or "last" (the end of the cosine schedule).
+    select: str = "best"
+    selection_min_per_class: int = 20
     max_fpr: float = 0.05  # threshold chosen on validation so real photos are flagged at most this often
     min_precision: float = 0.95  # the uncertain band is widened until both verdicts are this precise on validation
     max_half_width: float = 0.45  # ... but no wider than this on either side of the threshold
@@ -46,6 +50,10 @@ class TrainConfig:
     hub_revision: Optional[str] = None
     hub_private: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.select not in ("best", "last"):
+            raise SystemExit(f"--select must be best or last, got {self.select!r}")
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
