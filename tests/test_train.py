@@ -437,7 +437,7 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path):
     model, optimizer = _trained_model_and_optimizer(seed=0)
     folder = save_training_checkpoint(tmp_path, model, optimizer, {"epoch": 3, "best_auc": 0.75})
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "optimizer.safetensors",
-                                                        "trainer_state.json"]
+                                                        "preprocessor_config.json", "trainer_state.json"]
     assert_no_pickles(tmp_path)
 
     fresh, fresh_optimizer = _trained_model_and_optimizer(seed=1)  # different weights and moments
