@@ -44,9 +44,18 @@ class TrainViews:
 
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         tile = self.config.tile_size
-        if self._p(0.3) and min(image.size) > 2 * self.config.min_side:
-            # A re-shared copy: the whole image resized (down, or slightly up), any resampler.
-            factor = random.uniform(0.5, 1.25)
+        shortest = min(image.size)
+        if self._p(0.3) and shortest >= 2 * self.config.min_side:
+            # A cropped copy: what the global view sees changes, and small images get smaller still.
+            keep = random.uniform(0.6, 1.0)
+            width, height = max(self.config.min_side, round(image.width * keep)), max(self.config.min_side, round(image.height * keep))
+            left, top = random.randint(0, image.width - width), random.randint(0, image.height - height)
+            image = image.crop((left, top, left + width, top + height))
+            shortest = min(image.size)
+        if self._p(0.4) and shortest >= 2 * self.config.min_side:
+            # A re-shared copy: the whole image resized (down, or slightly up), any resampler. Small images
+            # too (CIFAKE's 32 px down to 16): a model never shown them collapses on a halved thumbnail.
+            factor = random.uniform(max(0.5, self.config.min_side / shortest), 1.25)
             size = (max(8, round(image.width * factor)), max(8, round(image.height * factor)))
             image = image.resize(size, random.choice(RESAMPLERS))
         glob = global_view(image, self.config.global_size)
