@@ -27,6 +27,8 @@ class TrainConfig:
     label_smoothing: float = 0.05
     grad_clip: float = 1.0
     augment_strength: float = 1.0
+    whole_crop: float = 0.0  # probability of a random crop of the whole image before the views (second recipe)
+    resize_small: bool = False  # also resize images under 2x min_side, down to min_side (second recipe)
     cifake_share: float = 0.5  # fraction of each epoch drawn from CIFAKE when present
     val_fraction: float = 0.1
     num_workers: int = 1

@@ -244,7 +244,7 @@ def _train_loader(cfg: TrainConfig, records: list[Record], model_config, acceler
         sample_weights(records, share), cfg.samples_per_epoch, cfg.seed,
         accelerator.process_index, accelerator.num_processes,
     )
-    dataset = ImageDataset(records, TrainViews(model_config.preprocess, cfg.augment_strength), cfg.cache_max_side)
+    dataset = ImageDataset(records, TrainViews(model_config.preprocess, cfg.augment_strength, whole_crop=cfg.whole_crop, resize_small=cfg.resize_small), cfg.cache_max_side)
     loader = DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0, drop_last=True, pin_memory=torch.cuda.is_available(),
