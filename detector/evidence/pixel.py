@@ -25,12 +25,25 @@ class PixelModelEvidence(EvidenceKind):
     def collect_batch(self, items: list[DecodedImage]) -> list[list[Evidence]]:
         if not items:
             return []
+        # Sort out the images the model cannot judge first (cheap), so one of them never costs the
+        # rest of the batch a second forward pass.
+        refused: dict[int, str] = {}
+        for index, item in enumerate(items):
+            try:
+                self.detector.check_judgeable(item.image)
+            except CannotJudgeError as exc:
+                refused[index] = str(exc)
+        judged = [item for index, item in enumerate(items) if index not in refused]
+        if refused and judged:
+            results = iter(self.collect_batch(judged))
+            return [[self.cannot_judge(refused[i])] if i in refused else next(results) for i in range(len(items))]
+        if refused:
+            return [[self.cannot_judge(reason)] for reason in refused.values()]
         try:
             predictions = self.detector.predict_decoded([item.image for item in items], cam=self.cam)
-        except CannotJudgeError as exc:
+        except CannotJudgeError as exc:  # a detector with stricter rules than check_judgeable
             if len(items) == 1:
                 return [[self.cannot_judge(str(exc))]]
-            # One image the model cannot judge must not cost the others theirs: retry one by one.
             return [self.collect_batch([item])[0] for item in items]
         return [[self._evidence(prediction)] for prediction in predictions]
 
