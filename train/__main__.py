@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from . import config as train_config
+from . import features as features_defaults
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +51,41 @@ def main(argv: list[str] | None = None) -> int:
         help="rebuild the validation split from --data/--seed/--val-fraction (all three required) instead of the "
              "run's saved config; only for checkpoints whose train_config.json is gone")
 
+    cache_parser = sub.add_parser(
+        "cache-features", help="run the frozen branches once per image and variant; write the features to disk",
+        description="Resumable: run the same command again to continue. Then `python -m train fit-head`.")
+    cache_parser.add_argument("--model", default="convitx_small_dino", help="a registry name whose branches are all frozen")
+    cache_parser.add_argument("--data", default="../shared/data")
+    cache_parser.add_argument("--out", default="runs/features")
+    cache_parser.add_argument("--init-from", default=None,
+                              help="a ConVitX checkpoint folder: copy its branches of the same name (e.g. weights/)")
+    cache_parser.add_argument("--sources", nargs="+", default=None)
+    cache_parser.add_argument("--train-variants", nargs="+", default=None, help=f"default: {' '.join(features_defaults.TRAIN_VARIANTS)}")
+    cache_parser.add_argument("--test-variants", nargs="+", default=None, help=f"default: {' '.join(features_defaults.TEST_VARIANTS)}")
+    cache_parser.add_argument("--cifake-train", type=int, default=3000)
+    cache_parser.add_argument("--cifake-test", type=int, default=2000)
+    cache_parser.add_argument("--chunk-size", type=int, default=128)
+    cache_parser.add_argument("--seed", type=int, default=0)
+
+    for name, text in (("fit-head", "train the readout + fused head on cached features, calibrate, evaluate"),
+                       ("loso-head", "leave-one-group-out on cached features: one head per held-out group")):
+        head_parser = sub.add_parser(name, help=text)
+        head_parser.add_argument("--features", default="runs/features", help="a cache-features folder")
+        head_parser.add_argument("--model", default="convitx_small_dino")
+        head_parser.add_argument("--init-from", default=None, help="default: the checkpoint the cache was made with")
+        head_parser.add_argument("--out", required=True)
+        head_parser.add_argument("--branches", nargs="+", default=None, help="a subset of the model's branches (ablation)")
+        head_parser.add_argument("--blocks", choices=("all", "last"), default="all")
+        head_parser.add_argument("--exclude-sources", nargs="+", default=None)
+        head_parser.add_argument("--epochs", type=int, default=40)
+        head_parser.add_argument("--samples-per-epoch", type=int, default=20000)
+        head_parser.add_argument("--batch-size", type=int, default=256)
+        head_parser.add_argument("--lr", type=float, default=1e-3)
+        head_parser.add_argument("--weight-decay", type=float, default=0.05)
+        head_parser.add_argument("--val-fraction", type=float, default=0.1)
+        head_parser.add_argument("--cifake-share", type=float, default=1.0)
+        head_parser.add_argument("--seed", type=int, default=0)
+
     push_parser = sub.add_parser("push", help="upload a checkpoint folder to the Hub")
     push_parser.add_argument("--model", required=True)
     push_parser.add_argument("--repo", required=True)
@@ -74,6 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         from .loso import loso
 
         loso(train_config.resolve(args), command=" ".join(["python -m train", *argv]), baseline=args.baseline)
+    elif args.command == "cache-features":
+        from .features import CacheConfig, cache_features
+
+        options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+        cache_features(CacheConfig(**options))
+    elif args.command in ("fit-head", "loso-head"):
+        from .head import HeadConfig, fit_head, loso_head
+
+        options = {k: v for k, v in vars(args).items() if k != "command"}
+        run = loso_head if args.command == "loso-head" else fit_head
+        run(HeadConfig(**options), command=" ".join(["python -m train", *argv]))
     elif args.command == "evaluate":
         from .evaluate import evaluate
 

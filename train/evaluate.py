@@ -100,7 +100,7 @@ def _aucs(records: list[Record], scores: np.ndarray) -> dict[str, float | None]:
 
 
 def to_markdown(result: dict) -> str:
-    cols = ("n", "accuracy", "auc", "fpr", "ai_precision", "real_precision", "uncertain_rate")
+    cols = ("n", "accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "fpr", "ai_precision", "real_precision", "uncertain_rate")
     lines = [f"Model `{result['model']}` on `{result['data']}` ({result['split']}), threshold {result['threshold']:.3f}",
              "", markdown_table(["source", *cols], ([name, *(m.get(c) for c in cols)] for name, m in result["per_source"].items()))]
     overall = result["per_source"]["overall"]

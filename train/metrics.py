@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 from torch.utils.data import DataLoader, Dataset
 
 from detector.config import DecisionRule
@@ -52,6 +52,15 @@ def predict_logits(
     return torch.cat([model(*(t.to(device) for t in batch)).float().cpu() for batch in loader])
 
 
+def tpr_at_fpr(labels: np.ndarray, p_fake: np.ndarray, fpr: float) -> float | None:
+    """Share of AI images caught when at most ``fpr`` of the real ones are flagged (threshold set on this data)."""
+    labels = np.asarray(labels).astype(int)
+    if len(np.unique(labels)) < 2:
+        return None
+    fprs, tprs, _ = roc_curve(labels, p_fake)
+    return float(tprs[fprs <= fpr].max())
+
+
 def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, rule: DecisionRule) -> dict:
     """Threshold metrics, plus what users see: each verdict's precision and the share left uncertain."""
     labels = np.asarray(labels).astype(int)
@@ -73,6 +82,8 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, rule: DecisionRule) -
         "recall": float(recall_score(labels, predicted, zero_division=0)),
         "f1": float(f1_score(labels, predicted, zero_division=0)),
         "auc": float(roc_auc_score(labels, p_fake)) if both else None,
+        "tpr_at_1pct_fpr": tpr_at_fpr(labels, p_fake, 0.01),
+        "tpr_at_5pct_fpr": tpr_at_fpr(labels, p_fake, 0.05),
         "fpr": float(predicted[reals].mean()) if reals.any() else None,
         "confusion": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),  # rows: true real, true fake
         "ai_verdicts": int((verdicts == 1).sum()),
@@ -84,6 +95,7 @@ def binary_metrics(labels: np.ndarray, p_fake: np.ndarray, rule: DecisionRule) -
 
 
 def per_source_metrics(records: list[Record], p_fake: np.ndarray, rule: DecisionRule) -> dict:
+    """``records``: anything with ``.label`` and ``.source`` (Records, or cached-feature rows)."""
     labels = np.array([r.label for r in records])
     sources = np.array([r.source for r in records])
     result = {"overall": binary_metrics(labels, p_fake, rule)}
