@@ -108,40 +108,87 @@ def c2pa_sign(
     source_type: str = TRAINED,
     generator: str = "ChatGPT",
     remote_url: str | None = None,
+    actions: list[dict] | None = None,
+    ingredients: tuple = (),
 ) -> bytes:
-    """``data`` with an embedded C2PA manifest (or, with ``remote_url``, only a pointer to one), signed by ``chain``."""
+    """``data`` with an embedded C2PA manifest (or, with ``remote_url``, only a pointer to one), signed by ``chain``.
+
+    ``actions``: None gives one ``c2pa.created`` with ``source_type`` by ``generator``; ``[]`` gives no actions
+    assertion at all (as ChatGPT's active manifest has). ``ingredients``: ``(bytes, mime, relationship)`` tuples,
+    each ingredient's own manifest carried into the store. The SDK's check after signing is off, so the
+    structures real generators write (which that check calls malformed) can be made here.
+    """
     import c2pa
 
+    if actions is None:
+        actions = [{"action": "c2pa.created", "digitalSourceType": source_type, "softwareAgent": {"name": generator}}]
     manifest = {
         "claim_generator_info": [{"name": generator, "version": "1.0"}],
-        "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": source_type,
-                            "softwareAgent": {"name": generator},
-                        },
-                    ]
-                },
-            }
-        ],
+        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": actions}}] if actions else [],
     }
     context = c2pa.Context.from_dict(
-        {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}, "builder": {"thumbnail": {"enabled": False}}}
+        {
+            "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False, "verify_after_sign": False},
+            "builder": {"thumbnail": {"enabled": False}},
+        }
     )
     signer = c2pa.Signer.from_info(
         c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain.certs_pem.encode(), chain.key_pem.encode(), None)
     )
     output = io.BytesIO()
     with c2pa.Builder(manifest, context=context) as builder:
+        for number, (ingredient, ingredient_mime, relationship) in enumerate(ingredients):
+            info = {"title": f"ingredient-{number}", "relationship": relationship}
+            builder.add_ingredient(info, ingredient_mime, io.BytesIO(ingredient))
         if remote_url:
             builder.set_no_embed()
             builder.set_remote_url(remote_url)
         builder.sign(signer, mime, io.BytesIO(data), output)
     return output.getvalue()
+
+
+def openai_structure(data: bytes, mime: str, chain: Chain, source_type: str = TRAINED) -> bytes:
+    """ChatGPT's layout: an active manifest with no actions whose one componentOf ingredient was created by GPT-4o."""
+    actions = [
+        {"action": "c2pa.created", "softwareAgent": {"name": "GPT-4o"}, "digitalSourceType": source_type},
+        {"action": "c2pa.converted", "softwareAgent": {"name": "OpenAI API"}},
+    ]
+    inner = c2pa_sign(data, mime, chain, generator="ChatGPT", actions=actions)
+    return c2pa_sign(data, mime, chain, generator="ChatGPT", actions=[], ingredients=[(inner, mime, "componentOf")])
+
+
+def edited_capture(chain: Chain, edits: tuple[str, ...] = ("c2pa.color_adjustments",), source_type: str = CAPTURE) -> bytes:
+    """A camera capture (its own manifest), then edited in a photo editor without generative tools: parentOf chain."""
+    original = encode(photo(seed=3), "JPEG", quality=92)
+    capture = c2pa_sign(
+        original,
+        "image/jpeg",
+        chain,
+        generator="Camera App",
+        actions=[{"action": "c2pa.created", "digitalSourceType": source_type, "softwareAgent": {"name": "Camera App"}}],
+    )
+    edited = encode(Image.fromarray(np.clip(np.asarray(photo(seed=3), np.int16) + 12, 0, 255).astype(np.uint8)), "JPEG")
+    actions = [{"action": "c2pa.opened"}] + [{"action": a, "softwareAgent": {"name": "Adobe Lightroom"}} for a in edits]
+    return c2pa_sign(
+        edited, "image/jpeg", chain, generator="Adobe Lightroom", actions=actions,
+        ingredients=[(capture, "image/jpeg", "parentOf")],
+    )
+
+
+def deep_chain(chain: Chain, links: int, seed: int = 0) -> bytes:
+    """A PNG whose manifest has a parentOf ingredient, whose manifest has one, ... ``links`` manifests in all.
+
+    The first link says created by a generator (trainedAlgorithmicMedia); every later one says edited.
+    """
+    data = encode(photo(96, 64, seed=seed), "PNG")
+    signed = c2pa_sign(data, "image/png", chain, generator="Deep Generator")
+    for _ in range(links - 1):
+        signed = c2pa_sign(
+            data, "image/png", chain, generator="Deep Editor",
+            actions=[{"action": "c2pa.opened"}, {"action": "c2pa.edited", "softwareAgent": {"name": "Deep Editor"}}],
+            ingredients=[(signed, "image/png", "parentOf")],
+        )
+    return signed
 
 
 def flip_pixel_data(png: bytes) -> bytes:
