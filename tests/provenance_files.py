@@ -261,3 +261,108 @@ COMFY_PROMPT = (
     '"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}}}'
 )
 MIDJOURNEY_DESCRIPTION = "a cat astronaut --ar 3:2 --v 6.1 Job ID: 3f2a9c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
+
+
+# --------------------------------------------------------------------------- bad C2PA input (fuzz corpus)
+
+
+def read_store(data: bytes, mime: str) -> dict:
+    """The manifest store as c2pa-python returns it (offline, no trust anchors): real input for the chain walker."""
+    import json
+
+    import c2pa
+
+    context = c2pa.Context.from_dict({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})
+    with c2pa.Reader(mime, io.BytesIO(data), context=context) as reader:
+        return json.loads(reader.json())
+
+
+def replace_png_chunk_payload(png: bytes, kind: bytes, payload: bytes) -> bytes:
+    """``png`` with the first ``kind`` chunk's payload replaced (length and CRC recomputed)."""
+    import zlib
+
+    at = png.index(kind)
+    length = int.from_bytes(png[at - 4 : at], "big")
+    chunk = kind + payload
+    return png[: at - 4] + len(payload).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big") + png[at + 4 + length + 4 :]
+
+
+def bad_c2pa_files(chain: Chain) -> dict[str, tuple[bytes, str]]:
+    """Hostile or broken C2PA files, name -> (bytes, mime): each must give a clear item in bounded time."""
+    import struct
+
+    png = encode(photo(96, 64, seed=7), "PNG")
+    signed = c2pa_sign(png, "image/png", chain)
+    at = signed.index(b"caBX")
+    payload = signed[at + 4 : at + 4 + int.from_bytes(signed[at - 4 : at], "big")]
+    inner = c2pa_sign(encode(photo(seed=8), "JPEG", quality=90), "image/jpeg", chain)
+    failing = c2pa_sign(
+        encode(photo(seed=9), "JPEG"), "image/jpeg", chain, actions=[],
+        ingredients=[(edit_pixels_keep_manifest(inner), "image/jpeg", "componentOf")],
+    )
+    pad = 20_000_000
+    return {
+        "deep_chain_12.png": (deep_chain(chain, 12), "image/png"),
+        "failing_ingredient.jpg": (failing, "image/jpeg"),
+        "oversized_jumbf_box.png": (
+            replace_png_chunk_payload(signed, b"caBX", struct.pack(">I", len(payload) + pad) + payload[4:] + bytes(pad)),
+            "image/png",
+        ),
+        "huge_xlbox.png": (
+            replace_png_chunk_payload(signed, b"caBX", struct.pack(">I", 1) + payload[4:8] + struct.pack(">Q", 1 << 62) + payload[8:]),
+            "image/png",
+        ),
+        "huge_lbox.png": (replace_png_chunk_payload(signed, b"caBX", b"\xff\xff\xff\xf0" + payload[4:]), "image/png"),
+        "truncated_jumbf.png": (replace_png_chunk_payload(signed, b"caBX", payload[: len(payload) // 3]), "image/png"),
+    }
+
+
+def bad_c2pa_stores(store: dict) -> dict[str, dict]:
+    """Manifest stores c2pa-python cannot be made to sign (cycles, missing links, absurd depth), made from a real
+    two-link store (``openai_structure``) by rewiring its ingredient references."""
+    import copy
+
+    active = store["active_manifest"]
+    inner = store["manifests"][active]["ingredients"][0]["active_manifest"]
+    stores = {}
+
+    cycle = copy.deepcopy(store)  # the ingredient's manifest lists the active manifest as its own ingredient
+    cycle["manifests"][inner]["ingredients"] = [{"relationship": "parentOf", "active_manifest": active, "label": "c2pa.ingredient.v3"}]
+    stores["cycle"] = cycle
+
+    self_loop = copy.deepcopy(store)
+    self_loop["manifests"][active]["ingredients"].append({"relationship": "parentOf", "active_manifest": active})
+    stores["self_loop"] = self_loop
+
+    missing = copy.deepcopy(store)
+    missing["manifests"][active]["ingredients"][0]["active_manifest"] = "urn:c2pa:not-in-this-file"
+    del missing["manifests"][inner]
+    stores["missing_ingredient_manifest"] = missing
+
+    deep = copy.deepcopy(store)  # 10,000 links, each the parentOf of the one before
+    template = deep["manifests"][inner]
+    previous = inner
+    for number in range(10_000):
+        label = f"urn:c2pa:deep-{number}"
+        deep["manifests"][previous] = dict(template, ingredients=[{"relationship": "parentOf", "active_manifest": label}])
+        previous = label
+    deep["manifests"][previous] = dict(template)
+    stores["deep_10000"] = deep
+
+    wide = copy.deepcopy(store)  # 5,000 ingredients on the active manifest
+    wide["manifests"][active]["ingredients"] = [
+        {"relationship": "componentOf", "active_manifest": inner, "label": f"c2pa.ingredient.v3__{n}"} for n in range(5_000)
+    ]
+    stores["wide_5000"] = wide
+
+    garbage = copy.deepcopy(store)
+    garbage["manifests"][active]["ingredients"] = [None, 3, "x", {"relationship": ["parentOf"], "active_manifest": {"a": 1}}]
+    garbage["manifests"][inner]["assertions"] = [{"label": "c2pa.actions.v2", "data": {"actions": [None, {"action": 5}]}}]
+    stores["garbage_types"] = garbage
+
+    failing = copy.deepcopy(store)  # the ingredient's manifest no longer matches what the active one signed
+    delta = failing["validation_results"]["ingredientDeltas"][0]["validationDeltas"]
+    delta["success"] = []
+    delta["failure"] = [{"code": "ingredient.manifest.mismatch", "url": f"self#jumbf=/c2pa/{inner}", "explanation": "x"}]
+    stores["ingredient_manifest_mismatch"] = failing
+    return stores
