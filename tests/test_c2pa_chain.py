@@ -18,7 +18,6 @@ import pytest
 
 from detector import analyze, decode
 from detector.evidence import AI, CLAIMED, NONE, NOTE, PARTLY_AI, REAL, TAMPERED, VERIFIED
-from detector.evidence import c2pa_reader
 from detector.evidence.c2pa_reader import (
     ASSERTION,
     CODE_EFFECTS,
@@ -298,6 +297,19 @@ def test_bad_stores_terminate_with_notes(name, openai_store):
     if name in ("cycle", "self_loop", "deep_10000", "wide_5000"):
         assert item.signal == AI  # the generator's link is read once and counted
     assert chain_steps_markdown(item.details)
+
+
+def test_ingredient_failure_filed_under_the_active_manifest_marks_that_link(openai_store):
+    """An ``ingredient.*`` code in the active manifest's list whose url names the ingredient's manifest."""
+    store = copy.deepcopy(openai_store)
+    active = store["active_manifest"]
+    inner = store["manifests"][active]["ingredients"][0]["active_manifest"]
+    store["validation_results"]["activeManifest"]["failure"].append(
+        {"code": "ingredient.claimSignature.mismatch", "url": f"self#jumbf=/c2pa/{inner}/c2pa.signature", "explanation": "x"}
+    )
+    item = evidence_from_store(store)
+    assert item.details["chain"][1]["status"] == "failed" and not item.details["chain"][1]["counted"]
+    assert item.strength == CLAIMED and item.signal == NONE and not item.is_marker
 
 
 # --------------------------------------------------------------------------- the app panel's chain steps

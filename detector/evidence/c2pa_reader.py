@@ -247,13 +247,10 @@ def evidence_from_store(store: dict) -> Evidence:
     trusted = active["trusted"]
     expired = EXPIRED in effects
 
-    counted = [s for s in chain if s["counted"]]
-    if not counted:  # the active manifest is void: still say what it claimed, for the report and conflicts
-        counted_for_claim = [s for s in chain if s["step"] == 1 or (s["status"] == "valid" and s["read"])]
-    else:
-        counted_for_claim = counted
-    signal = _chain_signal(counted_for_claim)
-    counted = counted_for_claim
+    # Links whose claims count. When the active manifest itself is void nothing counts, but the report still
+    # says what the chain claimed (and fusion lists the conflict): read as if the active link were intact.
+    counted = [s for s in chain if s["counted"]] or _counted_below(chain)
+    signal = _chain_signal(counted)
     deciding = [s for s in counted if s["signal"] == signal] if signal != NONE else []
     meaning = next((s["meaning"] for s in deciding), "no digital source type given")
     generator = _ai_generator(deciding) if signal in (AI, PARTLY_AI) else None
@@ -326,8 +323,8 @@ def evidence_from_store(store: dict) -> Evidence:
                      if f["effect"] in (ASSERTION, INFO)})
     if listed:
         statement += (
-            " The validator also reports " + ", ".join(listed) + ": well-formedness findings that do not void "
-            "an intact, bound claim."
+            " The validator also reports " + ", ".join(listed) + ": findings that do not void an intact, bound "
+            "claim."
         )
     if signal == REAL:
         edits = sorted({a["action"] for s in counted for a in s["actions"] if a["action"] not in ("c2pa.created", None)})
@@ -367,13 +364,16 @@ def walk_chain(store: dict, deltas: dict | None = None, legacy: list | None = No
         active_codes = active_results
     else:  # older stores: failures for every manifest in one list, told apart by their url
         active_codes = {"failure": [e for e in legacy if _label_of(e) in ("", active_label)]}
+    # Failures about an ingredient may be filed under the active manifest (or, in older stores, in one list):
+    # each goes to the link whose manifest or ingredient assertion its url names.
+    about_links = [_dict(e) for e in _list(active_codes.get("failure")) + ([] if active_results else legacy)]
     root = _step(1, 0, "active", None, active_label, manifests.get(active_label), [active_codes], None)
     steps.append(root)
     seen[active_label] = 1
     truncated = {"depth": False, "steps": 0}
 
     def visit(parent: dict, manifest: dict, depth: int) -> None:
-        for index, ingredient in enumerate(_list(manifest.get("ingredients"))):
+        for ingredient in _list(manifest.get("ingredients")):
             if len(steps) >= MAX_STEPS:
                 truncated["steps"] += 1
                 continue
@@ -385,6 +385,9 @@ def walk_chain(store: dict, deltas: dict | None = None, legacy: list | None = No
             delta = deltas.get(uri) or {}
             recorded = [_dict(ingredient.get("validation_results")).get("activeManifest") or {}]
             recorded.append({"failure": _list(ingredient.get("validation_status"))})
+            recorded.append(
+                {"failure": [e for e in about_links if (label and _label_of(e) == label) or _text(e.get("url")) == uri]}
+            )
             step = _step(len(steps) + 1, depth, relationship, parent["step"], label, None, recorded, delta)
             step["title"] = _text(ingredient.get("title"))
             steps.append(step)
@@ -499,6 +502,15 @@ def _fill(step: dict, manifest: dict) -> None:
         if found and (signal == NONE or found[1] == AI and signal != PARTLY_AI or found[1] == PARTLY_AI):
             _, signal, meaning = found
     step["signal"], step["meaning"] = signal, meaning
+
+
+def _counted_below(chain: list[dict]) -> list[dict]:
+    """The links that would count if the active one were valid: each valid link whose parents are all valid."""
+    ok = {1}
+    for step in chain[1:]:  # depth-first order: a parent always comes before its ingredients
+        if step["parent_step"] in ok and step["status"] == "valid" and step["read"]:
+            ok.add(step["step"])
+    return [s for s in chain if s["step"] in ok]
 
 
 def _chain_signal(counted: list[dict]) -> str:
