@@ -321,7 +321,8 @@ def test_chain_steps_markdown_lists_links_and_escapes(openai_store):
     store["manifests"][inner]["claim_generator_info"] = [{"name": "<img src=x onerror=alert(1)>*bold*"}]
     text = chain_steps_markdown(evidence_from_store(store).details)
     lines = text.splitlines()
-    assert lines[0].lstrip().startswith("1. **This file**") and lines[1].lstrip().startswith("2. **Ingredient (componentOf)**")
+    assert lines[0].lstrip().startswith("- **1. This file**")
+    assert lines[1].lstrip().startswith("- **2. Ingredient (componentOf)**")
     assert len(lines[1]) - len(lines[1].lstrip()) > len(lines[0]) - len(lines[0].lstrip())  # nested under the file
     assert "created by GPT-4o (trainedAlgorithmicMedia)" in lines[1]
     assert "<img" not in text and "&lt;img" in text and r"\*bold\*" in text
@@ -331,7 +332,11 @@ def test_app_panel_shows_the_chain(openai_png):
     import app
 
     text = app.evidence_markdown(report(openai_png).to_dict())
-    assert "**This file**" in text and "**Ingredient (componentOf)**" in text and "GPT-4o" in text
+    assert "**1. This file**" in text and "**2. Ingredient (componentOf)**" in text and "GPT-4o" in text
+    from markdown_it import MarkdownIt  # Gradio's Markdown parser: the steps must render as nested list items
+
+    html = MarkdownIt("commonmark").render(text)
+    assert re.search(r"<li><strong>1\. This file</strong>.*?<ul>\s*<li><strong>2\. Ingredient", html, re.DOTALL), html
 
 
 # --------------------------------------------------------------------------- real generator files (../shared/provenance)

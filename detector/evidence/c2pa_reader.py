@@ -578,14 +578,19 @@ def _action_word(action: str | None) -> str:
 
 
 def chain_steps_markdown(details: dict, indent: str = "  ") -> str:
-    """The chain as numbered steps for the app's provenance panel, like CAI's Verify page (escaped, nested)."""
+    """The chain as numbered steps for the app's provenance panel, like CAI's Verify page (escaped, nested).
+
+    Meant to sit under a "- " bullet. Bullets, not "N." items: an ordered list not starting at 1 cannot
+    interrupt a paragraph in CommonMark. Each ingredient is indented 4 more spaces: past its parent's
+    marker (so it nests) but not 4 past it (which would make a code block).
+    """
     steps = [s for s in _list((details or {}).get("chain")) if isinstance(s, dict)]
     if not steps:
         return ""
     lines = []
     for step in steps:
         where = "This file" if step.get("step") == 1 else f"Ingredient ({step.get('relationship')})"
-        head = f"{indent * (1 + int(step.get('depth') or 0))}{step.get('step')}. **{_esc(where)}**"
+        head = f"{indent}{'    ' * int(step.get('depth') or 0)}- **{step.get('step')}. {_esc(where)}**"
         title = f" “{_esc(step['title'])}”" if step.get("title") else ""
         if step.get("status") in ("no_credentials", "missing", "repeated", "not_followed"):
             lines.append(f"{head}{title}: {_esc(step.get('note') or step.get('status'))}")
