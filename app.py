@@ -28,6 +28,7 @@ from huggingface_hub import constants as hf_constants
 from PIL import Image, ImageOps
 
 from detector import UNCERTAIN, Detector, ImageError, Prediction, Report, analyze, analyze_batch
+from detector.evidence.c2pa_reader import chain_steps_markdown
 from detector.fusion import C2PA_VERIFIED, PIXEL_MODEL, PROVENANCE
 from detector.hub import MODEL_ENV_VAR, is_hub_ref, read_card, split_ref
 from detector.report import DECIDED_BY
@@ -250,6 +251,8 @@ def evidence_markdown(report: dict | None) -> str:
             who = f" Signer: {_escape(signer.get('common_name') or '?')} (issuer {_escape(signer.get('issuer') or '?')}), " \
                   f"{_escape(item['details'].get('signer_status', ''))}."
         lines.append(f"- **{name}** · *{meaning}*: {_escape(item['statement'])}{who}")
+        steps = chain_steps_markdown(item.get("details") or {}) if item["source"] == "c2pa" else ""
+        lines += [steps] if steps else []  # the C2PA chain as steps, like CAI's Verify page
     if report.get("conflicts"):
         lines += ["", "**Conflicts:**"] + [f"- {_escape(c)}" for c in report["conflicts"]]
     return "\n".join(lines)

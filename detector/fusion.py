@@ -8,7 +8,8 @@
    They are unsigned or unverified, so the reason says that anyone can add or remove
    them; nobody has a reason to tag a real photo that way.
 3. If every decisive marker says "composite with AI", the verdict is "ai_generated"
-   with ``partly_ai`` set.
+   with ``partly_ai`` set. A C2PA item says so when a composite claim appears anywhere
+   in its ingredient chain (the C2PA reader folds the chain into one item).
 4. Otherwise the pixel model decides (real / ai_generated / uncertain); if it cannot
    judge the image, the verdict is "uncertain".
 Never counted: tampered C2PA (pixels changed after signing), camera EXIF, provenance
@@ -51,7 +52,8 @@ def fuse(evidence: list[Evidence]) -> Verdict:
             reason = f"Verified C2PA Content Credentials say the image is {what}: {first.statement}"
         else:
             reason = (
-                f"The file's own metadata says it is {what} ({_sources(decisive)}). This metadata is not verified: "
+                f"The file's own metadata says it is {what} ({_sources(decisive)}){_made_with(decisive)}. "
+                "This metadata is not verified: "
                 "anyone can add or remove it, but nobody has a reason to tag a real photo this way."
             )
         return Verdict(AI, partly, C2PA_VERIFIED if verified else PROVENANCE, reason, conflicts)
@@ -61,6 +63,12 @@ def fuse(evidence: list[Evidence]) -> Verdict:
     if model is None:
         reason = "No pixel model was run and the file carries no AI provenance marker."
     return Verdict(UNCERTAIN, False, NOTHING, reason, conflicts)
+
+
+def _made_with(items: list[Evidence]) -> str:
+    """", made with GPT-4o": the generator the deciding items name, so the reason says who made the image."""
+    names = [str(e.details.get("generator")) for e in items if isinstance(e.details, dict) and e.details.get("generator")]
+    return f", made with {', '.join(dict.fromkeys(names))}" if names else ""
 
 
 def _sources(items: list[Evidence]) -> str:

@@ -108,40 +108,87 @@ def c2pa_sign(
     source_type: str = TRAINED,
     generator: str = "ChatGPT",
     remote_url: str | None = None,
+    actions: list[dict] | None = None,
+    ingredients: tuple = (),
 ) -> bytes:
-    """``data`` with an embedded C2PA manifest (or, with ``remote_url``, only a pointer to one), signed by ``chain``."""
+    """``data`` with an embedded C2PA manifest (or, with ``remote_url``, only a pointer to one), signed by ``chain``.
+
+    ``actions``: None gives one ``c2pa.created`` with ``source_type`` by ``generator``; ``[]`` gives no actions
+    assertion at all (as ChatGPT's active manifest has). ``ingredients``: ``(bytes, mime, relationship)`` tuples,
+    each ingredient's own manifest carried into the store. The SDK's check after signing is off, so the
+    structures real generators write (which that check calls malformed) can be made here.
+    """
     import c2pa
 
+    if actions is None:
+        actions = [{"action": "c2pa.created", "digitalSourceType": source_type, "softwareAgent": {"name": generator}}]
     manifest = {
         "claim_generator_info": [{"name": generator, "version": "1.0"}],
-        "assertions": [
-            {
-                "label": "c2pa.actions.v2",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": source_type,
-                            "softwareAgent": {"name": generator},
-                        },
-                    ]
-                },
-            }
-        ],
+        "assertions": [{"label": "c2pa.actions.v2", "data": {"actions": actions}}] if actions else [],
     }
     context = c2pa.Context.from_dict(
-        {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}, "builder": {"thumbnail": {"enabled": False}}}
+        {
+            "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False, "verify_after_sign": False},
+            "builder": {"thumbnail": {"enabled": False}},
+        }
     )
     signer = c2pa.Signer.from_info(
         c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain.certs_pem.encode(), chain.key_pem.encode(), None)
     )
     output = io.BytesIO()
     with c2pa.Builder(manifest, context=context) as builder:
+        for number, (ingredient, ingredient_mime, relationship) in enumerate(ingredients):
+            info = {"title": f"ingredient-{number}", "relationship": relationship}
+            builder.add_ingredient(info, ingredient_mime, io.BytesIO(ingredient))
         if remote_url:
             builder.set_no_embed()
             builder.set_remote_url(remote_url)
         builder.sign(signer, mime, io.BytesIO(data), output)
     return output.getvalue()
+
+
+def openai_structure(data: bytes, mime: str, chain: Chain, source_type: str = TRAINED) -> bytes:
+    """ChatGPT's layout: an active manifest with no actions whose one componentOf ingredient was created by GPT-4o."""
+    actions = [
+        {"action": "c2pa.created", "softwareAgent": {"name": "GPT-4o"}, "digitalSourceType": source_type},
+        {"action": "c2pa.converted", "softwareAgent": {"name": "OpenAI API"}},
+    ]
+    inner = c2pa_sign(data, mime, chain, generator="ChatGPT", actions=actions)
+    return c2pa_sign(data, mime, chain, generator="ChatGPT", actions=[], ingredients=[(inner, mime, "componentOf")])
+
+
+def edited_capture(chain: Chain, edits: tuple[str, ...] = ("c2pa.color_adjustments",), source_type: str = CAPTURE) -> bytes:
+    """A camera capture (its own manifest), then edited in a photo editor without generative tools: parentOf chain."""
+    original = encode(photo(seed=3), "JPEG", quality=92)
+    capture = c2pa_sign(
+        original,
+        "image/jpeg",
+        chain,
+        generator="Camera App",
+        actions=[{"action": "c2pa.created", "digitalSourceType": source_type, "softwareAgent": {"name": "Camera App"}}],
+    )
+    edited = encode(Image.fromarray(np.clip(np.asarray(photo(seed=3), np.int16) + 12, 0, 255).astype(np.uint8)), "JPEG")
+    actions = [{"action": "c2pa.opened"}] + [{"action": a, "softwareAgent": {"name": "Adobe Lightroom"}} for a in edits]
+    return c2pa_sign(
+        edited, "image/jpeg", chain, generator="Adobe Lightroom", actions=actions,
+        ingredients=[(capture, "image/jpeg", "parentOf")],
+    )
+
+
+def deep_chain(chain: Chain, links: int, seed: int = 0) -> bytes:
+    """A PNG whose manifest has a parentOf ingredient, whose manifest has one, ... ``links`` manifests in all.
+
+    The first link says created by a generator (trainedAlgorithmicMedia); every later one says edited.
+    """
+    data = encode(photo(96, 64, seed=seed), "PNG")
+    signed = c2pa_sign(data, "image/png", chain, generator="Deep Generator")
+    for _ in range(links - 1):
+        signed = c2pa_sign(
+            data, "image/png", chain, generator="Deep Editor",
+            actions=[{"action": "c2pa.opened"}, {"action": "c2pa.edited", "softwareAgent": {"name": "Deep Editor"}}],
+            ingredients=[(signed, "image/png", "parentOf")],
+        )
+    return signed
 
 
 def flip_pixel_data(png: bytes) -> bytes:
@@ -214,3 +261,108 @@ COMFY_PROMPT = (
     '"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}}}'
 )
 MIDJOURNEY_DESCRIPTION = "a cat astronaut --ar 3:2 --v 6.1 Job ID: 3f2a9c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b"
+
+
+# --------------------------------------------------------------------------- bad C2PA input (fuzz corpus)
+
+
+def read_store(data: bytes, mime: str) -> dict:
+    """The manifest store as c2pa-python returns it (offline, no trust anchors): real input for the chain walker."""
+    import json
+
+    import c2pa
+
+    context = c2pa.Context.from_dict({"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}})
+    with c2pa.Reader(mime, io.BytesIO(data), context=context) as reader:
+        return json.loads(reader.json())
+
+
+def replace_png_chunk_payload(png: bytes, kind: bytes, payload: bytes) -> bytes:
+    """``png`` with the first ``kind`` chunk's payload replaced (length and CRC recomputed)."""
+    import zlib
+
+    at = png.index(kind)
+    length = int.from_bytes(png[at - 4 : at], "big")
+    chunk = kind + payload
+    return png[: at - 4] + len(payload).to_bytes(4, "big") + chunk + zlib.crc32(chunk).to_bytes(4, "big") + png[at + 4 + length + 4 :]
+
+
+def bad_c2pa_files(chain: Chain) -> dict[str, tuple[bytes, str]]:
+    """Hostile or broken C2PA files, name -> (bytes, mime): each must give a clear item in bounded time."""
+    import struct
+
+    png = encode(photo(96, 64, seed=7), "PNG")
+    signed = c2pa_sign(png, "image/png", chain)
+    at = signed.index(b"caBX")
+    payload = signed[at + 4 : at + 4 + int.from_bytes(signed[at - 4 : at], "big")]
+    inner = c2pa_sign(encode(photo(seed=8), "JPEG", quality=90), "image/jpeg", chain)
+    failing = c2pa_sign(
+        encode(photo(seed=9), "JPEG"), "image/jpeg", chain, actions=[],
+        ingredients=[(edit_pixels_keep_manifest(inner), "image/jpeg", "componentOf")],
+    )
+    pad = 20_000_000
+    return {
+        "deep_chain_12.png": (deep_chain(chain, 12), "image/png"),
+        "failing_ingredient.jpg": (failing, "image/jpeg"),
+        "oversized_jumbf_box.png": (
+            replace_png_chunk_payload(signed, b"caBX", struct.pack(">I", len(payload) + pad) + payload[4:] + bytes(pad)),
+            "image/png",
+        ),
+        "huge_xlbox.png": (
+            replace_png_chunk_payload(signed, b"caBX", struct.pack(">I", 1) + payload[4:8] + struct.pack(">Q", 1 << 62) + payload[8:]),
+            "image/png",
+        ),
+        "huge_lbox.png": (replace_png_chunk_payload(signed, b"caBX", b"\xff\xff\xff\xf0" + payload[4:]), "image/png"),
+        "truncated_jumbf.png": (replace_png_chunk_payload(signed, b"caBX", payload[: len(payload) // 3]), "image/png"),
+    }
+
+
+def bad_c2pa_stores(store: dict) -> dict[str, dict]:
+    """Manifest stores c2pa-python cannot be made to sign (cycles, missing links, absurd depth), made from a real
+    two-link store (``openai_structure``) by rewiring its ingredient references."""
+    import copy
+
+    active = store["active_manifest"]
+    inner = store["manifests"][active]["ingredients"][0]["active_manifest"]
+    stores = {}
+
+    cycle = copy.deepcopy(store)  # the ingredient's manifest lists the active manifest as its own ingredient
+    cycle["manifests"][inner]["ingredients"] = [{"relationship": "parentOf", "active_manifest": active, "label": "c2pa.ingredient.v3"}]
+    stores["cycle"] = cycle
+
+    self_loop = copy.deepcopy(store)
+    self_loop["manifests"][active]["ingredients"].append({"relationship": "parentOf", "active_manifest": active})
+    stores["self_loop"] = self_loop
+
+    missing = copy.deepcopy(store)
+    missing["manifests"][active]["ingredients"][0]["active_manifest"] = "urn:c2pa:not-in-this-file"
+    del missing["manifests"][inner]
+    stores["missing_ingredient_manifest"] = missing
+
+    deep = copy.deepcopy(store)  # 10,000 links, each the parentOf of the one before
+    template = deep["manifests"][inner]
+    previous = inner
+    for number in range(10_000):
+        label = f"urn:c2pa:deep-{number}"
+        deep["manifests"][previous] = dict(template, ingredients=[{"relationship": "parentOf", "active_manifest": label}])
+        previous = label
+    deep["manifests"][previous] = dict(template)
+    stores["deep_10000"] = deep
+
+    wide = copy.deepcopy(store)  # 5,000 ingredients on the active manifest
+    wide["manifests"][active]["ingredients"] = [
+        {"relationship": "componentOf", "active_manifest": inner, "label": f"c2pa.ingredient.v3__{n}"} for n in range(5_000)
+    ]
+    stores["wide_5000"] = wide
+
+    garbage = copy.deepcopy(store)
+    garbage["manifests"][active]["ingredients"] = [None, 3, "x", {"relationship": ["parentOf"], "active_manifest": {"a": 1}}]
+    garbage["manifests"][inner]["assertions"] = [{"label": "c2pa.actions.v2", "data": {"actions": [None, {"action": 5}]}}]
+    stores["garbage_types"] = garbage
+
+    failing = copy.deepcopy(store)  # the ingredient's manifest no longer matches what the active one signed
+    delta = failing["validation_results"]["ingredientDeltas"][0]["validationDeltas"]
+    delta["success"] = []
+    delta["failure"] = [{"code": "ingredient.manifest.mismatch", "url": f"self#jumbf=/c2pa/{inner}", "explanation": "x"}]
+    stores["ingredient_manifest_mismatch"] = failing
+    return stores

@@ -1,5 +1,9 @@
 """Seeded fuzz of decoding: damaged JPEG/PNG/WebP/GIF/TIFF/BMP files either decode or give the typed, named,
-actionable ImageError, never Pillow's raw text, a traceback or a hang. Provenance readers must survive them too."""
+actionable ImageError, never Pillow's raw text, a traceback or a hang. Provenance readers must survive them too.
+
+The C2PA part: seeded damage inside real two-link manifests (OpenAI's layout, signed here) plus the
+bad-C2PA corpus (deep chain, failing ingredient, oversized / lying JUMBF boxes): each gives a clear
+evidence item in bounded time."""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import pytest
 
 from detector import ImageError, decode
 from detector.evidence import ProvenanceEvidence
-from provenance_files import encode, photo
+from detector.evidence.c2pa_reader import jumbf_size
+from provenance_files import bad_c2pa_files, encode, make_chain, openai_structure, photo, replace_png_chunk_payload
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -78,3 +83,38 @@ def test_fuzzed_files_fail_cleanly(tmp_path):
                 assert all(e.statement for e in provenance.collect(item))
             assert time.monotonic() - start < 10, path.name
     assert failures > 20 and decoded > 20  # the corpus really exercises both paths
+
+
+PER_C2PA_FORMAT = 20
+
+
+def test_fuzzed_c2pa_manifests_fail_cleanly():
+    rng = np.random.default_rng(20240513)
+    chain = make_chain("Fuzz")
+    provenance = ProvenanceEvidence(trust_anchors="")
+    corpus = [(name, data) for name, (data, _) in bad_c2pa_files(chain).items()]
+    for fmt in ("PNG", "JPEG"):
+        signed = openai_structure(encode(photo(96, 64, seed=2), fmt), f"image/{fmt.lower()}", chain)
+        start = signed.index(b"jumb") - 4
+        end = start + jumbf_size(signed) - 8
+        for i in range(PER_C2PA_FORMAT):
+            data = bytearray(signed)
+            for at in rng.integers(start, end, rng.integers(1, 12)):
+                data[at] ^= int(rng.integers(1, 256))
+            if fmt == "PNG":  # keep the chunk CRC right, so the damage reaches the C2PA reader
+                at = data.index(b"caBX")
+                length = int.from_bytes(data[at - 4 : at], "big")
+                data = bytearray(replace_png_chunk_payload(bytes(data), b"caBX", bytes(data[at + 4 : at + 4 + length])))
+            corpus.append((f"fuzz_{fmt.lower()}_{i:02d}", bytes(data)))
+    kinds = set()
+    for name, data in corpus:
+        start = time.monotonic()
+        try:
+            item = decode(data)
+        except ImageError:
+            continue
+        evidence = provenance.collect(item)
+        assert time.monotonic() - start < 10, name
+        assert all(e.statement and "Traceback" not in e.statement for e in evidence), name
+        kinds |= {e.strength for e in evidence if e.source == "c2pa"}
+    assert {"note", "claimed"} <= kinds  # the corpus reaches both the unreadable and the readable paths

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from ..images import DecodedImage
-from .base import INFORMATION, NONE, NOTE, TAMPERED, Evidence, EvidenceKind
+from .base import CLAIMED, INFORMATION, NONE, NOTE, TAMPERED, VERIFIED, Evidence, EvidenceKind
 from .c2pa_reader import read_c2pa
 from .exif import read_exif
 from .pngtext import read_png_text
@@ -20,6 +20,11 @@ from .xmp import read_xmp
 NOTHING_FOUND = (
     "No provenance found in the file: no Content Credentials, AI metadata or generator watermark. "
     "That is normal for screenshots, re-uploads and most photos, and says nothing either way."
+)
+
+NO_AI_CLAIM = (
+    "The file carries provenance (see the items above) but no AI claim: a camera, editor or screenshot tool "
+    "signed or tagged it. That never makes a verdict 'real' on its own."
 )
 
 NOT_USABLE = (
@@ -62,6 +67,7 @@ class ProvenanceEvidence(EvidenceKind):
             timings[source] = round((time.perf_counter() - start) * 1000, 2)
         if not any(e.is_marker for e in evidence):
             unusable = any(e.strength in (TAMPERED, NOTE) and e.source != "watermark" for e in evidence)
-            statement = NOT_USABLE if unusable else NOTHING_FOUND
+            signed = any(e.source == "c2pa" and e.strength in (VERIFIED, CLAIMED) for e in evidence)
+            statement = NOT_USABLE if unusable else NO_AI_CLAIM if signed else NOTHING_FOUND
             evidence.append(Evidence(self.name, "summary", NONE, INFORMATION, statement, {"timings_ms": timings}))
         return evidence
