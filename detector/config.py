@@ -207,7 +207,7 @@ class DecisionRule:
 
         Within a rounding step of a stated cutoff, rounding alone could contradict the rule (82.9%
         read as "83%" next to "AI-generated at 83% or more" and a "Can't tell"); there it shows the
-        neighbouring value that agrees with ``decide(p)``, at most one step from p. The JSON keeps p.
+        neighbouring value that agrees with ``decide(p)``, under 1.5 steps (points) from p. The JSON keeps p.
         """
         digits = self.digits
         unit = 100 * 10**digits
@@ -226,7 +226,7 @@ class DecisionRule:
     def public(self) -> dict:
         """The rule for API users: the sentence and the exact cutoffs behind it, each named for what it is."""
         rule = {"statement": self.describe(), "ai_generated_at_or_above": self.ai_from}
-        rule["real_at_or_below" if self.real_inclusive else "real_below"] = lo
+        rule["real_at_or_below" if self.real_inclusive else "real_below"] = self.uncertain_band[0]
         # The real-vs-AI cut fitted on validation; with a band around it, it decides only where the band is empty.
         rule["calibrated_threshold"] = self.threshold
         return rule
