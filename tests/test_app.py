@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from corpus import free_port
+from corpus import free_port, wait_until_serving
 from detector import Detector, load_image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,16 +175,7 @@ def test_missing_model_starts_and_explains(tmp_path, wide_image):
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:
-            assert server.poll() is None, f"app.py exited with {server.returncode}"
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "app.py did not start serving"
-            time.sleep(0.5)
+        wait_until_serving(server, url, log, limit_s=300)
         with pytest.raises(AppError) as info:
             Client(url, verbose=False).predict(handle_file(wide_image), api_name="/predict")
         message = str(info.value)
