@@ -27,7 +27,8 @@ from .report import analyze_batch
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 CSV_FIELDS = [
-    "path", "label", "partly_ai", "decided_by", "p_fake", "model_label", "p_real", "threshold", "evidence", "heatmap", "error",
+    "path", "label", "partly_ai", "decided_by", "p_fake", "model_label", "p_real", "threshold", "decision_rule", "evidence",
+    "heatmap", "error",
 ]
 
 
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict real vs AI-generated for files and folders")
     predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     predict.add_argument("--model", default=None, help=f"local folder or hf-hub:org/name[@revision] (default: ${MODEL_ENV_VAR}, else the embedded weights)")
-    predict.add_argument("--threshold", type=float, default=None, help="override the checkpoint's decision threshold")
+    predict.add_argument("--threshold", type=float, default=None, help="override the checkpoint's calibrated threshold (0-1); the can't-tell band moves with it")
     predict.add_argument("--no-cam", action="store_true", help="skip Grad-CAM (faster)")
     predict.add_argument("--cam-dir", default=None, help="write heatmap overlays here as PNG")
     predict.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
@@ -234,6 +235,7 @@ def report_row(report) -> dict:
     row = {"path": report.path, "label": data["verdict"], "partly_ai": data["partly_ai"],
            "decided_by": data["decided_by"], "reason": data["reason"]}
     row.update({k: model.get(k) for k in ("p_fake", "probabilities", "threshold", "uncertain_band")})
+    row["decision_rule"] = (model.get("decision_rule") or {}).get("statement")  # the rule in words
     row["model_label"] = model.get("label")
     row.update(evidence=data["evidence"], conflicts=data["conflicts"], format=data["format"])
     return row

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,102 @@ class DecisionRule:
         below, above = self.threshold - lo, hi - self.threshold
         band = (max(0.0, threshold - below), min(1.0, threshold + above))
         return dataclasses.replace(self, threshold=threshold, uncertain_band=band)
+
+    # ----------------------------------------------------------------- the rule in a person's terms
+    # One wording for the header, the verdict card, the evidence statements, the API, the CLI and the
+    # model card: "AI-generated at 83% or more, Real at 25% or less, Can't tell in between".
+
+    @property
+    def ai_from(self) -> float:
+        """The lowest p that is called AI-generated (``decide``: at or above the band's top, or the threshold
+        when the band is empty)."""
+        lo, hi = self.uncertain_band
+        return hi if lo < hi else self.threshold
+
+    @property
+    def real_inclusive(self) -> bool:
+        """Whether p equal to the band's bottom is still "real" (it is unless the threshold sits there)."""
+        return self.uncertain_band[0] < self.threshold
+
+    @property
+    def digits(self) -> int:
+        """Decimals the rule needs in percent: 0 ("83%") unless the band is too narrow to state in whole
+        percent with room for a "Can't tell" value between its ends."""
+        if self.uncertain_band[0] >= self.uncertain_band[1]:
+            return 0
+        for digits in (0, 1, 2):
+            ai, real = self._edges(digits)
+            if real + 1 <= ai - 1:
+                return digits
+        return 3
+
+    def _edges(self, digits: int) -> tuple[int, int]:
+        """(lowest "AI-generated", highest "Real") as stated, in units of 10**-digits percent."""
+        real = _units(self.uncertain_band[0], digits) - (0 if self.real_inclusive else 1)
+        return _units(self.ai_from, digits), real
+
+    def describe(self) -> str:
+        """The rule in percent: "AI-generated at 83% or more, Real at 25% or less, Can't tell in between"."""
+        lo, hi = self.uncertain_band
+        digits = self.digits
+        full = 100 * 10**digits
+        ai, real = (_units(self.ai_from, digits), _units(lo, digits))
+        text = lambda units: f"{units / 10**digits:.{digits}f}%"  # noqa: E731
+        parts = [f"AI-generated at {text(ai)} or more" if ai < full else "AI-generated only at 100%"]
+        if self.real_inclusive:
+            parts.append(f"Real at {text(real)} or less" if real > 0 else "Real only at 0%")
+        elif real > 0:
+            parts.append(f"Real below {text(real)}")
+        if lo < hi:
+            parts.append("Can't tell in between")
+        return ", ".join(parts)
+
+    def shown(self, p_fake: float) -> float:
+        """p as a person reads it beside ``describe()``, as a fraction: whole percent (0.83), or the
+        rule's own precision (``digits``).
+
+        Within a rounding step of a stated cutoff, rounding alone could contradict the rule (82.9%
+        read as "83%" next to "AI-generated at 83% or more" and a "Can't tell"); there it shows the
+        neighbouring value that agrees with ``decide(p)``, under 1.5 steps (points) from p. The JSON keeps p.
+        """
+        digits = self.digits
+        unit = 100 * 10**digits
+        ai, real = self._edges(digits)
+        first, last = {self.labels[1]: (ai, unit), self.labels[0]: (0, real)}.get(
+            self.decide(p_fake), (real + 1, ai - 1))
+        clamped = min(max(_units(p_fake, digits), first), last)
+        if abs(clamped - p_fake * unit) > 1.5:  # p exactly at the threshold inside a one-sided band
+            return p_fake
+        return clamped / unit
+
+    def percent(self, p_fake: float) -> str:
+        """``shown(p)`` as text ("83%"); never a rounded 0% or 100% for a p strictly between."""
+        return percent(p_fake, self.digits, self.shown(p_fake))
+
+    def public(self) -> dict:
+        """The rule for API users: the sentence and the exact cutoffs behind it, each named for what it is."""
+        rule = {"statement": self.describe(), "ai_generated_at_or_above": self.ai_from}
+        rule["real_at_or_below" if self.real_inclusive else "real_below"] = self.uncertain_band[0]
+        # The real-vs-AI cut fitted on validation; with a band around it, it decides only where the band is empty.
+        rule["calibrated_threshold"] = self.threshold
+        return rule
+
+
+def _units(x: float, digits: int = 0) -> int:
+    """x in units of 10**-digits percent, halves rounded up (not to even): 0.825 -> 83."""
+    return int(math.floor(x * 100 * 10**digits + 0.5 + 1e-9))
+
+
+def percent(p: float, digits: int = 0, shown: float | None = None) -> str:
+    """A probability in percent for a person ("83%"); never a rounded "0%" or "100%" for one strictly
+    between ("<1%", ">99%"). ``shown`` (``DecisionRule.shown``) is the value to print, if not p."""
+    units = _units(p if shown is None else shown, digits)
+    full, step = 100 * 10**digits, f"{1 / 10**digits:.{digits}f}"
+    if units <= 0 < p:
+        return f"<{step}%"
+    if units >= full and p < 1:
+        return f">{100 - float(step):.{digits}f}%"
+    return f"{units / 10**digits:.{digits}f}%"
 
 
 @dataclass

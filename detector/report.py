@@ -13,6 +13,7 @@ from typing import Iterable, Iterator, Sequence
 
 from PIL import Image
 
+from .config import DecisionRule
 from .evidence.base import Evidence, EvidenceKind
 from .evidence.pixel import PixelModelEvidence
 from .evidence.provenance import ProvenanceEvidence
@@ -70,13 +71,17 @@ class Report:
         if self.error:
             return {"file": self.path, "error": self.error}
         prediction = self.prediction
+        model = None
+        if prediction is not None:
+            rule = DecisionRule(threshold=prediction.threshold, uncertain_band=prediction.uncertain_band)
+            model = {**prediction.to_dict(), "decision_rule": rule.public()}
         return {
             "file": self.path,  # not "path": gradio_client would take the report for a file to download
             "verdict": self.verdict,
             "partly_ai": self.partly_ai,
             "decided_by": self.decided_by,
             "reason": self.reason,
-            "model": prediction.to_dict() if prediction is not None else None,
+            "model": model,  # p_fake, probabilities, threshold, uncertain_band, decision_rule (in words too)
             "evidence": [e.to_dict() for e in self.evidence],
             "conflicts": self.conflicts,
             "format": self.format,

@@ -12,6 +12,8 @@ import contextlib
 import io
 import socket
 import struct
+import subprocess
+import time
 import zlib
 from pathlib import Path
 
@@ -182,6 +184,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_serving(server: subprocess.Popen, url: str, log=None, limit_s: float = 600) -> None:
+    """Poll ``url`` until it answers 200: a readiness wait for a server started as a subprocess, not a speed
+    check. Fails if the server exits first (with the end of its ``log`` file, if given) or is not up in ``limit_s``."""
+    import httpx
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        if server.poll() is not None:
+            tail = ""
+            if log is not None:
+                log.seek(0)
+                tail = log.read()[-3000:]
+            raise AssertionError(f"the server exited with {server.returncode}\n{tail}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"nothing served {url} within {limit_s} s"
+        time.sleep(0.5)
 
 
 @contextlib.contextmanager

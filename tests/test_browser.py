@@ -2,8 +2,9 @@
 
 Covers what the API tests cannot: the page renders, the file input and a real
 drag-and-drop reach the model, the verdict card (words and colour), the heatmap
-toggle, the spectrum, the batch tab with its CSV download, error toasts, and a
-phone-width layout. Screenshots land in artifacts/ (gitignored) for a human to look at.
+toggle, the spectrum, the batch tab with its CSV download, error toasts (and that the next
+analysis closes them), the card's words for each verdict, and a phone-width layout.
+Screenshots land in artifacts/ (gitignored) for a human to look at.
 """
 from __future__ import annotations
 
@@ -214,13 +215,23 @@ def test_bad_file_clears_the_input_and_shows_the_message(page, bad_files):
     expect(card(page)).to_contain_text(message)
     expect(card(page)).to_have_class(re.compile("verdict-error"))
     expect(card(page)).to_contain_text("Cannot read this image")
-    expect(page.locator(".toast-body").filter(has_text=message)).to_be_visible()
+    toast = page.locator(".toast-body").filter(has_text=message)
+    expect(toast).to_be_visible()
     expect(page.locator("#input-image img")).to_have_count(0)
     expect(page.locator("#heatmap img")).to_have_count(0)
     screenshot(page, "app_error.png")
     assert "/tmp" not in card(page).inner_text()
+    # The toast has no timeout (duration=None): it stays while its image is the page's subject, so it can
+    # only be gone below because the next analysis closed it.
     upload.set_input_files(str(ROOT / "examples" / "landscape.jpg"))  # and the page still works
     expect_verdict(page)
+    expect(page.locator(".toast-body")).to_have_count(0)
+    # The same for an example click after a bad upload.
+    upload.set_input_files(str(bad_files["not_image.png"]))
+    expect(toast).to_be_visible()
+    page.get_by_text("Still life (synthetic render)").click()
+    expect_verdict(page)
+    expect(page.locator(".toast-body")).to_have_count(0)
 
 
 def test_evidence_panel_shows_the_c2pa_claim(page, tmp_path):
@@ -271,3 +282,67 @@ def test_batch_tab_table_and_csv(page, bad_files, tall_image, tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == ["city_night.jpg", "not_image.png", "tall.png"]
     assert lines[2].split(",")[1] == "error"
     screenshot(page, "app_batch.png")
+
+
+# --------------------------------------------------------------------------- the card's words for each verdict
+
+
+@pytest.fixture(scope="module")
+def three_verdicts(tiny_checkpoint, tmp_path_factory):
+    """The app serving the tiny checkpoint with a decision rule placed between three examples' scores, so that
+    one reads "Real", one "Can't tell" and one "AI-generated". Returns (url, rule, {verdict: (image, p)})."""
+    import json
+    import shutil
+
+    import app
+    from corpus import free_port
+    from detector import DecisionRule, Detector
+
+    detector = Detector.from_pretrained(tiny_checkpoint, device="cpu")
+    names = ("landscape.jpg", "still_life.png", "city_night.jpg")
+    scores = sorted((detector.predict(ROOT / "examples" / name, cam=False).p_fake, name) for name in names)
+    (p1, _), (p2, _), (p3, _) = scores
+    assert p1 < p2 < p3, f"the tiny model gives two examples the same score: {scores}"
+    lo, hi = (p1 + p2) / 2, (p2 + p3) / 2
+    rule = DecisionRule(threshold=(lo + hi) / 2, uncertain_band=(lo, hi))
+    folder = tmp_path_factory.mktemp("rule") / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["decision"].update(threshold=rule.threshold, uncertain_band=list(rule.uncertain_band))
+    (folder / "config.json").write_text(json.dumps(config))
+    demo = app.build_demo(str(folder))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+                            **app.LAUNCH_KWARGS)
+    yield url.rstrip("/"), rule, dict(zip(("real", "uncertain", "ai_generated"), scores))
+    demo.close()
+
+
+def test_card_wording_for_each_verdict(browser, three_verdicts):
+    """Title, colour and reason of the card for a Real, a Can't tell and an AI-generated verdict; the rule is the
+    header's sentence, and the percentage shown agrees with it."""
+    from playwright.sync_api import expect
+
+    url, rule, images = three_verdicts
+    words = rule.describe()
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(url)
+        expect(page.locator("body")).to_contain_text(f"Verdicts: {words}")
+        upload = page.locator("#input-image input[type=file]")
+        for label, title, css in (("real", "Likely real", "verdict-real"), ("uncertain", "Can't tell", "verdict-uncertain"),
+                                  ("ai_generated", "Likely AI-generated — {}", "verdict-ai")):
+            p, name = images[label]
+            shown = rule.percent(p)
+            upload.set_input_files(str(ROOT / "examples" / name))
+            expect(card(page).locator(".verdict-title")).to_have_text(title.format(shown))
+            expect(card(page)).to_have_class(re.compile(css))
+            expect(card(page).locator(".verdict-reason")).to_have_text(
+                f"The pixel model gives {shown} for AI-generated. Its rule: {words}. No AI provenance in the file.")
+            if rule.digits == 0:  # the bars print whole percent (Gradio's Label rounds)
+                expect(page.locator("#probabilities")).to_contain_text(shown)
+            expect(page.locator("#evidence")).to_contain_text(f"Its rule: {words}.")
+            screenshot(page, f"app_card_{label}.png")
+    finally:
+        context.close()

@@ -329,9 +329,9 @@ def test_chain_steps_markdown_lists_links_and_escapes(openai_store):
 
 
 def test_app_panel_shows_the_chain(openai_png):
-    import app
+    from ui import verdict
 
-    text = app.evidence_markdown(report(openai_png).to_dict())
+    text = verdict.evidence_markdown(report(openai_png).to_dict())
     assert "**1. This file**" in text and "**2. Ingredient (componentOf)**" in text and "GPT-4o" in text
     from markdown_it import MarkdownIt  # Gradio's Markdown parser: the steps must render as nested list items
 

@@ -40,8 +40,8 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         f"- Views: native-resolution {pre.tile_size} px tiles (never resized; at most {pre.max_tiles} per image,"
         f" on an even grid; images smaller than a tile are mirror-padded), and the whole image at"
         f" {pre.global_size}x{pre.global_size}. Tile features are averaged per image before the fused head.",
-        f"- Decision: temperature {rule.temperature:.3f}; `ai_generated` when p >= {rule.threshold:.3f};"
-        f" `uncertain` when {lo:.3f} < p < {hi:.3f}",
+        f"- Decision: {rule.describe()} (calibrated p; temperature {rule.temperature:.3f}, threshold"
+        f" {rule.threshold:.3f}, can't-tell band {lo:.3f}–{hi:.3f})",
         "",
         "## Training data",
         f"- Data: `{meta.get('train_data', 'n/a')}`; sources: {', '.join(meta.get('train_sources', [])) or 'n/a'}",

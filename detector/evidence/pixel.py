@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
+from ..config import DecisionRule
 from ..images import CannotJudgeError, DecodedImage
 from .base import NOTE, STATISTICAL, UNCERTAIN, Evidence, EvidenceKind
-
-
-def _num(x: float) -> str:
-    return f"{x:.3f}".rstrip("0").rstrip(".")
 
 
 class PixelModelEvidence(EvidenceKind):
@@ -58,14 +55,7 @@ class PixelModelEvidence(EvidenceKind):
         )
 
     def _evidence(self, prediction) -> Evidence:
-        lo, hi = prediction.uncertain_band
-        statement = (
-            f"The pixel model gives p(AI-generated)={_num(prediction.p_fake)}: "
-            + {
-                "ai_generated": f"at or above its threshold {_num(prediction.threshold)}",
-                "real": f"below its threshold {_num(prediction.threshold)}",
-                UNCERTAIN: f"inside its uncertain band {_num(lo)}–{_num(hi)}, so it cannot tell",
-            }.get(prediction.label, prediction.label)
-            + "."
-        )
+        rule = DecisionRule(threshold=prediction.threshold, uncertain_band=prediction.uncertain_band)
+        statement = (f"The pixel model gives {rule.percent(prediction.p_fake)} for AI-generated. "
+                     f"Its rule: {rule.describe()}.")
         return Evidence(self.name, "model", prediction.label, STATISTICAL, statement, prediction.to_dict(), prediction)
