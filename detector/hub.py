@@ -51,6 +51,10 @@ class ModelLoadError(RuntimeError):
     """A model reference could not be resolved or loaded; the message names what was tried."""
 
 
+class EncoderLoadError(ModelLoadError):
+    """The checkpoint is fine but a frozen encoder it names by reference could not be had (see detector.encoders)."""
+
+
 class PushError(RuntimeError):
     """An upload failed; the local checkpoint is untouched."""
 
@@ -213,7 +217,7 @@ def load_referenced_encoders(model: ConVitX) -> None:
         try:
             state = load_encoder_state(branch.weights)
         except EncoderUnavailableError as exc:
-            raise ModelLoadError(f"branch {branch.name!r} ({branch.model}): {exc}") from None
+            raise EncoderLoadError(f"branch {branch.name!r} ({branch.model}): {exc}") from None
         model.branches[branch.name].backbone.load_state_dict(state, strict=True)
 
 

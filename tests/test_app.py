@@ -191,6 +191,40 @@ def test_missing_model_starts_and_explains(tmp_path, wide_image):
     assert "lacks config.json" in output
 
 
+@pytest.mark.timeout(400)
+def test_missing_encoder_keeps_serving_and_names_the_command(tmp_path, wide_image):
+    """A checkpoint whose frozen encoder can be had from nowhere: the page says what to run, nothing crashes."""
+    from detector.hub import save_checkpoint
+    from detector.model import ConVitX
+    from test_encoder import tiny_token_config
+
+    ref = {"repo": None, "revision": None, "filename": "model.safetensors", "sha256": "0" * 64,
+           "source": {"package": "convitx-no-such-wheel", "version": "1.0", "path": "x.onnx", "format": "onnx", "img_size": 42}}
+    folder = save_checkpoint(ConVitX(tiny_token_config(ref)), tmp_path / "needs_encoder")
+    port = free_port()
+    env = dict(os.environ, CONVITX_MODEL=str(folder), CONVITX_CACHE=str(tmp_path / "cache"), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    log = (tmp_path / "server.log").open("w+")
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_serving(server, url, log, limit_s=300)
+        client = Client(url, verbose=False)
+        for _ in range(2):  # and again: the server is still there
+            with pytest.raises(AppError) as info:
+                client.predict(handle_file(wide_image), api_name="/predict")
+            message = str(info.value)
+            assert "encoder is missing" in message and "python -m detector encoder prepare" in message, message
+            assert_readable(message)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert "convitx-no-such-wheel is not installed" in output
+
+
 # --------------------------------------------------------------------------- evidence report
 
 

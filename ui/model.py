@@ -13,7 +13,8 @@ import gradio as gr
 from huggingface_hub import constants as hf_constants
 
 from detector import Detector
-from detector.hub import MODEL_ENV_VAR, is_hub_ref, read_card, split_ref
+from detector.encoders import FIX_COMMAND
+from detector.hub import MODEL_ENV_VAR, EncoderLoadError, is_hub_ref, read_card, split_ref
 
 from .verdict import escape
 
@@ -65,7 +66,8 @@ class LazyDetector:
         except Exception as exc:  # ModelLoadError, but also a torch/OS error from a broken file
             # The full reason (with server paths) goes to the log; the user gets what to do about it.
             log.error("could not load the ConVitX model from %s: %s: %s", ref, type(exc).__name__, exc)
-            self._error = model_error_message(ref, from_env=self.ref is None)
+            self._error = (encoder_error_message() if isinstance(exc, EncoderLoadError)
+                           else model_error_message(ref, from_env=self.ref is None))
             self._failed_at = time.monotonic()
 
     @property
@@ -79,6 +81,15 @@ class LazyDetector:
         except gr.Error as exc:
             return f"**Model:** not loaded. {escape(exc.message)}"
         return model_markdown(detector)
+
+
+def encoder_error_message() -> str:
+    """The checkpoint loaded but its frozen encoder did not: say the one command that fetches it."""
+    return (
+        "The model's pretrained encoder is missing or damaged, so no image can be judged yet. On the server, run "
+        f"`pip install -r requirements.txt` and then `{FIX_COMMAND}`, and restart the app. "
+        "The server log has the details."
+    )
 
 
 def model_error_message(ref: str, from_env: bool = True) -> str:
