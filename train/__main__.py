@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         head_parser.add_argument("--val-fraction", type=float, default=0.1)
         head_parser.add_argument("--cifake-share", type=float, default=1.0)
         head_parser.add_argument("--seed", type=int, default=0)
+        head_parser.add_argument("--ablation-table", default=None, help="markdown added to the model card")
+        head_parser.add_argument("--loso-table", default=None, help="loso.md from loso-head, added to the model card")
 
     push_parser = sub.add_parser("push", help="upload a checkpoint folder to the Hub")
     push_parser.add_argument("--model", required=True)

@@ -7,7 +7,20 @@ from detector.hub import model_card
 from .tables import markdown_table
 
 
-COLUMNS = ("n", "accuracy", "auc", "fpr", "ai_verdicts", "ai_precision", "real_verdicts", "real_precision", "uncertain_rate")
+COLUMNS = ("n", "accuracy", "auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr", "fpr", "ai_verdicts", "ai_precision",
+           "real_verdicts", "real_precision", "uncertain_rate")
+
+
+def _branch_line(b) -> str:
+    if b.readout == "tokens":
+        source = (b.weights or {}).get("source") or {}
+        where = (f"; weights by reference (sha256 `{b.weights['sha256'][:12]}…`, converted from"
+                 f" `{source.get('package')}=={source.get('version')}`)") if b.weights else ""
+        return (f"- Branch `{b.name}`: timm `{b.model}` on the global view at {b.image_size or 'global'} px"
+                f"{' (frozen)' if b.frozen else ''}, read at blocks `{b.blocks}` (cls + mean patch token per block,"
+                f" learned block weights, RINE){where}")
+    return (f"- Branch `{b.name}`: timm `{b.model}` on the {b.view} view, {b.input} input"
+            f"{' (frozen)' if b.frozen else ''}; {b.kwargs or ''}")
 
 
 def _table(metrics: dict, columns=COLUMNS) -> str:
@@ -22,7 +35,7 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
     parts = [
         f"# ConVitX `{config.name}`",
         "",
-        "A ConvNeXt + Swin Transformer fusion classifier that tells AI-generated images from real photographs,"
+        "A fusion classifier (its branches below) that tells AI-generated images from real photographs,"
         " with a Grad-CAM heatmap of where it looked. Architecture, preprocessing and the calibrated decision rule"
         " are in `config.json`; weights in `model.safetensors`.",
         "",
@@ -35,8 +48,7 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
         "```",
         "",
         "## Model",
-        *[f"- Branch `{b.name}`: timm `{b.model}` on the {b.view} view, {b.input} input"
-          f"{' (frozen)' if b.frozen else ''}; {b.kwargs or ''}" for b in config.branches],
+        *[_branch_line(b) for b in config.branches],
         f"- Views: native-resolution {pre.tile_size} px tiles (never resized; at most {pre.max_tiles} per image,"
         f" on an even grid; images smaller than a tile are mirror-padded), and the whole image at"
         f" {pre.global_size}x{pre.global_size}. Tile features are averaged per image before the fused head.",

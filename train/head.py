@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from detector.config import ConVitXConfig
-from detector.hub import model_card, save_checkpoint
+from detector.hub import save_checkpoint
 from detector.model import ConVitX, TokenBranch
 from detector.registry import get_config
 
 from .calibrate import calibrate_rule
+from .card import build_card
 from .data import sample_weights
 from .features import FeatureSet, build_frozen_model, load_features
 from .metrics import per_source_metrics
@@ -66,6 +67,8 @@ class HeadConfig:
     val_fraction: float = 0.1
     cifake_share: float = 1.0  # CIFAKE's weight relative to any other source
     seed: int = 0
+    ablation_table: str | None = None  # markdown files added to the model card
+    loso_table: str | None = None
 
 
 def head_config(config: HeadConfig) -> ConVitXConfig:
@@ -74,7 +77,9 @@ def head_config(config: HeadConfig) -> ConVitXConfig:
     branches = [b for b in model_config.branches if config.branches is None or b.name in config.branches]
     if not branches:
         raise SystemExit(f"no branch of {config.model} in {config.branches}")
-    branches = [dataclasses.replace(b, blocks=config.blocks) if b.readout == "tokens" else b for b in branches]
+    # Every image-reading branch is frozen here (its features came from the cache); the config says so.
+    branches = [dataclasses.replace(b, blocks=config.blocks) if b.readout == "tokens" else dataclasses.replace(b, frozen=True)
+                for b in branches]
     return dataclasses.replace(model_config, branches=branches, meta={})
 
 
@@ -194,7 +199,9 @@ def fit_head(config: HeadConfig, command: str | None = None) -> tuple[ConVitX, d
     model.config.decision = rule
     model.config.meta = {
         "fit_command": command, "features": config.features, "cache": cache_settings, "head": dataclasses.asdict(config),
-        "train_sources": sorted(set(fit_part.column("source"))), "train_rows": len(fit_part), "validation_rows": len(val_part),
+        "train_data": cache_settings["data"], "train_sources": sorted(set(fit_part.column("source"))),
+        "train_images": len(set(fit_part.column("key"))), "validation_images": len(set(val_part.column("key"))),
+        "train_rows": len(fit_part), "validation_rows": len(val_part),
         "final_loss": losses[-1], "calibration": {"fitted_on": "validation images held out of the train split (all variants)", **report},
     }
     token_branches = [n for n, b in model.branches.items() if isinstance(b, TokenBranch)]
@@ -202,11 +209,23 @@ def fit_head(config: HeadConfig, command: str | None = None) -> tuple[ConVitX, d
         weights = model.branches[name].readout.block_weights.detach().tolist()
         model.config.meta.setdefault("block_weights", {})[name] = [round(w, 4) for w in weights]
     evaluation = evaluate_features(model, features, cached)
+    evaluation.update(data=f"{cache_settings['data']} (cached features: {config.features})", split="test")
+    if config.ablation_table:
+        evaluation["ablation"] = Path(config.ablation_table).read_text()
+    if config.loso_table:
+        evaluation["leave_one_source_out"] = Path(config.loso_table).read_text()
     out = Path(config.out)
-    save_checkpoint(model, out, card=model_card(f"# {model.config.name}\n\nTrained by `{command}`.\n"))
+    commands = {"cache": "python -m train cache-features " + _cache_flags(cache_settings), "fit": command}
+    save_checkpoint(model, out, card=build_card(model.config, evaluation, {k: v for k, v in commands.items() if v}))
     (out / "metrics.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     print(summary_line(config.out, evaluation), file=sys.stderr)
     return model, evaluation
+
+
+def _cache_flags(settings: dict) -> str:
+    flags = {"model": settings["model"], "data": settings["data"], "out": settings["out"], "init-from": settings.get("init_from")}
+    text = " ".join(f"--{k} {v}" for k, v in flags.items() if v)
+    return text + " --train-variants " + " ".join(settings["train_variants"])
 
 
 def build_frozen_model_for(model_config: ConVitXConfig, init_from: str | None) -> ConVitX:
