@@ -80,7 +80,7 @@ def build_card(config: ConVitXConfig, evaluation: dict | None = None, commands: 
             parts += ["", "### Robustness (AUC per degradation)", ""]
             rob = evaluation["robustness"]
             names = list(next(iter(rob.values())).keys())
-            parts.append(markdown_table(["set", *names], ([source, *(row[n] for n in names)] for source, row in rob.items())))
+            parts.append(markdown_table(["set", *names], ([source, *(row.get(n) for n in names)] for source, row in rob.items())))
         if evaluation.get("comparison"):
             parts += ["", "### Beside the first embedded model (0.1, whole image squashed to 64 px)", "",
                       evaluation["comparison"]]
