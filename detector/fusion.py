@@ -10,8 +10,13 @@
 3. If every decisive marker says "composite with AI", the verdict is "ai_generated"
    with ``partly_ai`` set. A C2PA item says so when a composite claim appears anywhere
    in its ingredient chain (the C2PA reader folds the chain into one item).
-4. Otherwise the pixel model decides (real / ai_generated / uncertain); if it cannot
-   judge the image, the verdict is "uncertain".
+4. Otherwise, if the image-condition check (``detector.condition``) finds the image
+   degraded (a thumbnail compressed hard, re-compressed, upscaled or a screenshot, in
+   combination), the verdict is "uncertain" and the reason says why in plain words:
+   the traces the pixel model reads do not survive that, so its answer would be luck.
+5. Otherwise the pixel model decides (real / ai_generated / uncertain); if it cannot
+   judge the image, the verdict is "uncertain". An "uncertain" model verdict on an image
+   with milder condition findings names them, so "Can't tell" always says why.
 Never counted: tampered C2PA (pixels changed after signing), camera EXIF, provenance
 that says "camera capture", and "no provenance found". Provenance never makes "real".
 Every disagreement between items is listed in ``conflicts``.
@@ -21,11 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .condition import Condition, condition_sentence
 from .evidence.base import AI, PARTLY_AI, REAL, TAMPERED, UNCERTAIN, VERIFIED, Evidence
 
 C2PA_VERIFIED = "c2pa_verified"
 PROVENANCE = "provenance_markers"
 PIXEL_MODEL = "pixel_model"
+IMAGE_CONDITION = "image_condition"
 NOTHING = "nothing"
 
 
@@ -33,12 +40,13 @@ NOTHING = "nothing"
 class Verdict:
     label: str  # real | ai_generated | uncertain
     partly_ai: bool
-    decided_by: str  # c2pa_verified | provenance_markers | pixel_model | nothing
+    decided_by: str  # c2pa_verified | provenance_markers | image_condition | pixel_model | nothing
     reason: str
     conflicts: list[str] = field(default_factory=list)
 
 
-def fuse(evidence: list[Evidence]) -> Verdict:
+def fuse(evidence: list[Evidence], condition: Condition | None = None) -> Verdict:
+    """One verdict from the evidence items and (optionally) the image-condition check, by the rules above."""
     model = next((e for e in evidence if e.kind == "pixel_model"), None)
     markers = [e for e in evidence if e.is_marker]
     verified = [e for e in markers if e.strength == VERIFIED]
@@ -57,8 +65,15 @@ def fuse(evidence: list[Evidence]) -> Verdict:
                 "anyone can add or remove it, but nobody has a reason to tag a real photo this way."
             )
         return Verdict(AI, partly, C2PA_VERIFIED if verified else PROVENANCE, reason, conflicts)
+    why = condition_sentence(condition)
+    if condition is not None and condition.degraded:
+        reason = why
+        if model is not None and model.payload is not None and model.signal in (AI, REAL):
+            reason += f" (The pixel model alone would have said {model.signal.replace('_', '-')}, p={model.details.get('p_fake')}.)"
+        return Verdict(UNCERTAIN, False, IMAGE_CONDITION, reason, conflicts)
     if model is not None and model.signal in (AI, REAL, UNCERTAIN) and model.payload is not None:
-        return Verdict(model.signal, False, PIXEL_MODEL, model.statement, conflicts)
+        statement = f"{model.statement} {why}" if why and model.signal == UNCERTAIN else model.statement
+        return Verdict(model.signal, False, PIXEL_MODEL, statement, conflicts)
     reason = "The pixel model cannot judge this image and the file carries no AI provenance marker."
     if model is None:
         reason = "No pixel model was run and the file carries no AI provenance marker."

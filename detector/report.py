@@ -17,13 +17,15 @@ from .config import DecisionRule
 from .evidence.base import Evidence, EvidenceKind
 from .evidence.pixel import PixelModelEvidence
 from .evidence.provenance import ProvenanceEvidence
-from .fusion import C2PA_VERIFIED, NOTHING, PIXEL_MODEL, PROVENANCE, Verdict, fuse
+from .condition import Condition, check_condition
+from .fusion import C2PA_VERIFIED, IMAGE_CONDITION, NOTHING, PIXEL_MODEL, PROVENANCE, Verdict, fuse
 from .images import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, ImageSource, decode
 
 DISPLAY = {"real": "Real", "ai_generated": "AI-generated", "uncertain": "Uncertain"}
 DECIDED_BY = {
     C2PA_VERIFIED: "verified C2PA Content Credentials",
     PROVENANCE: "the file's own provenance metadata, unverified",
+    IMAGE_CONDITION: "the image's condition: too degraded for the pixel model",
     PIXEL_MODEL: "the pixel model",
     NOTHING: "nothing: no usable evidence",
 }
@@ -42,6 +44,7 @@ class Report:
     conflicts: list[str] = field(default_factory=list)
     format: str | None = None
     error: str | None = None
+    condition: Condition | None = None  # the image-condition check (thumbnail, compression, upscaling, screenshot)
 
     @property
     def prediction(self):
@@ -85,6 +88,7 @@ class Report:
             "evidence": [e.to_dict() for e in self.evidence],
             "conflicts": self.conflicts,
             "format": self.format,
+            "condition": self.condition.to_dict() if self.condition is not None else None,
         }
 
 
@@ -139,6 +143,8 @@ def analyze_batch(
 
 def _reports(pending: list[tuple[str, DecodedImage | str]], kinds: list[EvidenceKind]) -> list[Report]:
     items = [item for _, item in pending if not isinstance(item, str)]
+    # The condition check first: cheap, and what it finds can overrule the model's answer (fusion rule 4).
+    conditions = [check_condition(item.image, item.data, item.format) for item in items]
     per_kind = [kind.collect_batch(items) if items else [] for kind in kinds]
     reports, index = [], 0
     for path, item in pending:
@@ -146,8 +152,9 @@ def _reports(pending: list[tuple[str, DecodedImage | str]], kinds: list[Evidence
             reports.append(Report(path=path, error=item))
             continue
         evidence = [e for results in per_kind for e in results[index]]
+        condition = conditions[index]
         index += 1
-        verdict: Verdict = fuse(evidence)
+        verdict: Verdict = fuse(evidence, condition)
         reports.append(
             Report(
                 path=path,
@@ -158,6 +165,7 @@ def _reports(pending: list[tuple[str, DecodedImage | str]], kinds: list[Evidence
                 evidence=evidence,
                 conflicts=verdict.conflicts,
                 format=item.format,
+                condition=condition,
             )
         )
     return reports

@@ -267,6 +267,11 @@ def test_detector_heatmap_includes_the_encoders_patch_map(wheel_ref, tmp_path):
     heatmap = prediction.branch_heatmaps["vit"]
     assert heatmap.shape == prediction.heatmap.shape == (96, 160)  # the image's aspect
     assert heatmap.max() == pytest.approx(1.0) and heatmap.std() > 0
+    # The 3x3 patch grid is upsampled smoothly: no neighbouring pixels differ by more than a smooth ramp
+    # across one patch would (a blocky, nearest-patch map steps by a large part of its range at each border).
+    cell = min(160, 96) / 3
+    for axis in (0, 1):
+        assert np.abs(np.diff(heatmap, axis=axis)).max() < 3 / cell, "blocky patch-token map"
 
 
 # -- cache + head -------------------------------------------------------------------------------------------------
