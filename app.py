@@ -19,6 +19,7 @@ from typing import Callable
 import gradio as gr
 
 from detector import Detector, ImageError, Report, analyze
+from detector.condition import condition_sentence
 from detector.spectrum import spectrum_image
 from ui.batch import BATCH_COLUMNS, MAX_BATCH_BYTES, MAX_BATCH_FILES, batch_rows, batch_table
 from ui.components import BUSY_MESSAGE, CLOSE_TOASTS, busy_message_when_queue_full, raw_image_input, verdict_label
@@ -117,7 +118,9 @@ def analyze_for_page(model: LazyDetector, image: str | None, view: str | None = 
             maps[name] = save_jpeg(model.cache_owner, prediction.overlay(branch=name), f"heatmap-{name}")
         spectrum = save_jpeg(model.cache_owner, spectrum_image(prediction.image), "spectrum")
     view = view if view in maps else FUSED
-    note = None  # the image's condition in plain words (issue 14, item 4) goes here: verdict_card shows it
+    # The image's condition in plain words, unless the reason already says it (when it decided "Can't tell").
+    note = condition_sentence(report)
+    note = note if note and note not in (report.reason or "") else None
     data = report.to_dict()
     return (verdict_card(report, note), page_label(report), gr.Radio(choices=view_choices(model.loaded), value=view),
             maps.get(view), maps, spectrum, evidence_markdown(data), rounded(data), "")
