@@ -200,13 +200,12 @@ def trained_state_dict(model: ConVitX) -> dict:
 
 def load_trained_weights(model: ConVitX, path: str | os.PathLike) -> None:
     """Strict for everything the checkpoint must hold; the referenced encoders are loaded separately."""
-    state = safetensors.torch.load_file(str(path))
     prefixes = tuple(referenced_prefixes(model))
-    expected = {k for k in model.state_dict() if not (prefixes and k.startswith(prefixes))}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(f"missing keys {missing[:8]}, unexpected keys {unexpected[:8]}")
-    model.load_state_dict(state, strict=False)
+    # load_state_dict (not a key comparison up front) so the model's own key hooks (0.1 names) apply.
+    result = model.load_state_dict(safetensors.torch.load_file(str(path)), strict=False)
+    missing = sorted(k for k in result.missing_keys if not (prefixes and k.startswith(prefixes)))
+    if missing or result.unexpected_keys:
+        raise ValueError(f"missing keys {missing[:8]}, unexpected keys {sorted(result.unexpected_keys)[:8]}")
 
 
 def load_referenced_encoders(model: ConVitX) -> None:

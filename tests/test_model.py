@@ -94,7 +94,8 @@ def test_every_registered_config_builds(name, request):
     assert list(model.branches) == [b.name for b in model.config.branches]
     assert all(branch.num_features > 0 for branch in model.branches.values())
     assert model.head[-1].out_features == len(model.config.labels) == 2
-    assert set(model.cam_target_layers) == set(model.branches)
+    # NCHW map branches hook their map; token branches give Grad-CAM their patch grid instead.
+    assert set(model.cam_target_layers) == {b.name for b in model.config.branches if b.readout == "map"}
 
 
 @pytest.mark.parametrize("name", SMALL_NAMES)
@@ -115,6 +116,10 @@ def test_small_models_forward(name):
         maps = model.forward_features(tiles, glob)
     for branch in model.config.branches:
         rows = tiles.shape[0] if branch.view == "tiles" else 3
+        if branch.readout == "tokens":  # per read block: cls + mean patch token
+            module = model.branches[branch.name]
+            assert maps[branch.name].shape == (3, len(module.indices), 2 * module.backbone.embed_dim), branch.name
+            continue
         assert maps[branch.name].shape[:2] == (rows, model.branches[branch.name].num_features), branch.name
 
 
