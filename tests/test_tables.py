@@ -39,7 +39,7 @@ def test_reports_build_well_formed_tables_with_the_helper():
     report = to_markdown(result)
     rows = [line for line in report.splitlines() if line.startswith("|")]
     assert r"| alpha\|x | 10 | 0.9000 |  |" in report  # the pipe in a source name does not add a column
-    assert _columns(rows[:4]) == {9} and _columns(rows[4:]) == {4}
+    assert _columns(rows[:4]) == {11} and _columns(rows[4:]) == {4}  # 9 metric columns (TPR at 1% and 5% FPR among them)
 
     comparison = comparison_table(result, {**result, "model": "old"})
     assert comparison.splitlines()[:2] == ["| set | AUC `old` | AUC this model |", "|---|---|---|"]
