@@ -48,5 +48,5 @@ def test_reports_build_well_formed_tables_with_the_helper():
     config = get_config("convitx_tiny")
     config.meta["validation_metrics"] = per_source
     card = build_card(config, evaluation=result)
-    assert "| set | n | accuracy | auc | fpr | ai_verdicts |" in card
+    assert "| set | n | accuracy | auc | tpr_at_1pct_fpr | tpr_at_5pct_fpr | fpr | ai_verdicts |" in card
     assert "| set | clean | jpeg_q75 |" in card and "| overall | 0.9000 |  |" in card
