@@ -145,10 +145,13 @@ def convitx_small_dino() -> ConVitXConfig:
     The global view is 224 px for the encoder; the Swin resizes it to its own 64 px.
     """
     small = convitx_small()
-    swin = dataclasses.replace(small.branches[1], image_size=64)
+    # The ConvNeXt and Swin come trained from convitx_small (train cache-features --init-from weights) and stay frozen:
+    # only the encoder's readout and the fused head are trained, on cached features.
+    convnext = dataclasses.replace(small.branches[0], frozen=True)
+    swin = dataclasses.replace(small.branches[1], image_size=64, frozen=True)
     return ConVitXConfig(
         name="convitx_small_dino",
-        branches=[dinov2_branch("all"), small.branches[0], swin],
+        branches=[dinov2_branch("all"), convnext, swin],
         preprocess=PreprocessConfig(tile_size=64, max_tiles=16, train_tiles=2, global_size=224),
         head_hidden=128,
         dropout=0.2,

@@ -25,7 +25,7 @@ from torch import nn
 from detector.config import ConVitXConfig
 from detector.hub import save_checkpoint
 from detector.model import ConVitX, TokenBranch
-from detector.registry import get_config
+from detector.registry import get_config, list_models
 
 from .calibrate import calibrate_rule
 from .card import build_card
@@ -80,7 +80,15 @@ def head_config(config: HeadConfig) -> ConVitXConfig:
     # Every image-reading branch is frozen here (its features came from the cache); the config says so.
     branches = [dataclasses.replace(b, blocks=config.blocks) if b.readout == "tokens" else dataclasses.replace(b, frozen=True)
                 for b in branches]
-    return dataclasses.replace(model_config, branches=branches, meta={})
+    result = dataclasses.replace(model_config, branches=branches, meta={})
+    # A subset that some registry config builds exactly (e.g. the encoder alone) carries that config's name.
+    for name in list_models():
+        registered = get_config(name)
+        if registered.branches == branches and registered.preprocess == result.preprocess:
+            return dataclasses.replace(result, name=name)
+    if branches == model_config.branches:
+        return result
+    return dataclasses.replace(result, name=f"{model_config.name}[{'+'.join(b.name for b in branches)}]")
 
 
 def _block_slice(model: ConVitX, cached: ConVitXConfig, name: str) -> list[int]:
