@@ -36,11 +36,14 @@ def test_config_is_calibrated_and_card_is_reproducible():
         assert config.branches == get_config(config.name).branches, "the registry rebuilds the shipped architecture"
         assert "calibration" in config.meta and set(config.meta["calibration"]["verdict_precision"]) == {"ai_generated", "real"}
     card = (EMBEDDED_WEIGHTS / "README.md").read_text()
-    assert "python -m train fit" in card and "python -m train evaluate" in card
+    # Trained by `fit` and tested by `evaluate`, or (a head on a frozen encoder) trained and tested by `fit-head` on the
+    # features `cache-features` wrote: either way the card names the commands.
+    assert ("python -m train fit" in card and "python -m train evaluate" in card) or (
+        "python -m train cache-features" in card and "python -m train fit-head" in card)
     assert config.meta["fit_command"] in card, "the card names the command that trained these weights"
     # The card's decision line is the config's rule, to the digit it prints.
-    assert (f"temperature {rule.temperature:.3f}; `ai_generated` when p >= {rule.threshold:.3f}; "
-            f"`uncertain` when {lo:.3f} < p < {hi:.3f}") in card
+    assert (f"- Decision: {rule.describe()} (calibrated p; temperature {rule.temperature:.3f}, "
+            f"threshold {rule.threshold:.3f}, can't-tell band {lo:.3f}–{hi:.3f})") in card
     assert re.search(r"\| cifake \| \d+ \| 0\.\d{4}", card), "the card reports CIFAKE test metrics"
 
 
