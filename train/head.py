@@ -191,7 +191,7 @@ def fit_head(config: HeadConfig, command: str | None = None) -> tuple[ConVitX, d
     cache_settings = json.loads((Path(config.features) / "cache_config.json").read_text())
     cached = get_config(cache_settings["model"])
     model_config = head_config(config)
-    model = build_frozen_model_for(model_config, config.init_from or cache_settings.get("init_from"))
+    model = build_frozen_model_for(model_config, config.model, config.init_from or cache_settings.get("init_from"))
     train_rows = features.column("split") == "train"
     if config.exclude_sources:
         train_rows &= ~np.isin(features.column("source"), config.exclude_sources)
@@ -236,9 +236,9 @@ def _cache_flags(settings: dict) -> str:
     return text + " --train-variants " + " ".join(settings["train_variants"])
 
 
-def build_frozen_model_for(model_config: ConVitXConfig, init_from: str | None) -> ConVitX:
-    """``build_frozen_model`` for a config that may differ from the registry's (branch subset, blocks)."""
-    base = build_frozen_model(get_config(model_config.name).name, init_from)
+def build_frozen_model_for(model_config: ConVitXConfig, registry_name: str, init_from: str | None) -> ConVitX:
+    """``build_frozen_model`` for a config cut from registry config ``registry_name`` (branch subset, blocks)."""
+    base = build_frozen_model(registry_name, init_from)
     model = ConVitX(model_config)
     for name in model.branches:
         model.branches[name].backbone.load_state_dict(base.branches[name].backbone.state_dict())
